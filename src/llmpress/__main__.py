@@ -1,0 +1,3 @@
+from llmpress.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""The llmpress verbs as Python functions; the CLI only parses arguments and calls these.
+
+    from llmpress import api
+    result = api.compress("default", method="rtn", bits=3, group_size=128, out="smol-rtn3")
+    api.evaluate(result.loaded, ppl=True, profile="quick", tasks=["social_iqa"])
+    api.info("smol-rtn3")
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from llmpress import checkpoint
+from llmpress.cache import atomic_write_bytes
+from llmpress.methods import get_method
+from llmpress.models import LoadedModel, load_model
+from llmpress.models.compress import compress_model
+from llmpress.models.storage import storage_report
+
+ModelLike = str | Path | LoadedModel
+
+
+def load(model: ModelLike = "default", dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """A model spec (see :func:`llmpress.models.load_model`) or an llmpress checkpoint directory."""
+    if isinstance(model, LoadedModel):
+        return model
+    if checkpoint.is_checkpoint(model):
+        ck = checkpoint.load(model, dtype=dtype)
+        return LoadedModel(ck.model, ck.tokenizer, str(model), Path(model))
+    return load_model(str(model), dtype=dtype)
+
+
+@dataclass
+class CompressResult:
+    loaded: LoadedModel
+    method: str
+    config: dict
+    storage: dict
+    seconds: float
+    path: Path | None = None
+
+    def summary(self) -> dict:
+        s = self.storage
+        return {"method": self.method, **self.config,
+                "bits_per_weight": s["groups"]["compressed"]["bits_per_weight"],
+                "model_bits_per_weight": s["bits_per_weight"], "size_mb": s["total_bytes"] / 1e6,
+                "fp16_mb": s["fp16_bytes"] / 1e6, "seconds": self.seconds,
+                **({"path": str(self.path)} if self.path else {})}
+
+
+def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path | None = None,
+             overwrite: bool = False, progress: bool = True, copy_model: bool = False, **settings) -> CompressResult:
+    """Compress every linear layer (not the embedding / lm_head) with ``method``; save to ``out`` if given.
+
+    ``settings`` are the method's config fields (for RTN: ``bits``, ``group_size``). With
+    ``copy_model`` an already loaded model is left untouched.
+    """
+    config = get_method(method).config_cls(**settings)
+    loaded = load(model)
+    if copy_model:
+        loaded = LoadedModel(copy.deepcopy(loaded.model), loaded.tokenizer, loaded.spec, loaded.path)
+    start = time.perf_counter()
+    compress_model(loaded.model, method, config, progress=progress)
+    seconds = time.perf_counter() - start
+    result = CompressResult(loaded, method, config.to_dict(), storage_report(loaded.model), seconds)
+    if out is not None:
+        result.path = checkpoint.save(loaded.model, out, tokenizer=loaded.tokenizer, method=method,
+                                      config=config.to_dict(), source=loaded.spec, overwrite=overwrite,
+                                      extra={"compress_seconds": seconds})
+    return result
+
+
+def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "quick", seqlen: int = 2048,
+             corpus: str = "wiki-en", split: str = "test", tasks: list[str] | tuple[str, ...] = (),
+             limit: int | None = None, batch_size: int = 16, windows: int | None = None,
+             progress: bool = True) -> dict:
+    """Perplexity on ``corpus``/``split`` and zero-shot multiple choice on BIG-bench ``tasks``.
+
+    ``profile`` picks the window count (demo 4, quick 32, full all); ``windows`` overrides it.
+    """
+    from llmpress.data import corpus_text
+    from llmpress.data.bigbench import load_task, multiple_choice
+    from llmpress.data.wiki import tokenize
+    from llmpress.eval import evaluate_multiple_choice, perplexity, windows_for
+
+    loaded = load(model)
+    result: dict = {"model": loaded.spec}
+    if ppl:
+        n = windows if windows is not None else windows_for(profile)
+        ids = tokenize(corpus_text(corpus, split), loaded.tokenizer)
+        result["perplexity"] = {"corpus": corpus, "split": split, "profile": profile if windows is None else None,
+                                **perplexity(loaded.model, ids, seqlen=seqlen, max_windows=n, progress=progress),
+                                "corpus_tokens": ids.numel()}
+    for task in tasks:
+        examples = multiple_choice(load_task(task))
+        result.setdefault("tasks", {})[task] = evaluate_multiple_choice(
+            loaded.model, loaded.tokenizer, examples, batch_size=batch_size, limit=limit, progress=progress)
+    return result
+
+
+def info(path: str | Path) -> dict:
+    """Manifest summary of a checkpoint: method, bits per weight, size on disk vs fp16, per-layer rows."""
+    manifest = checkpoint.read_manifest(path)
+    s = manifest["storage"]
+    on_disk = sum(f["bytes"] for f in manifest["files"].values())
+    tensors = manifest["files"][checkpoint.TENSORS]["bytes"]
+    return {"path": str(path), "method": manifest["method"], "config": manifest["config"],
+            "source": manifest.get("source"),
+            "bits_per_weight": s["groups"]["compressed"]["bits_per_weight"],
+            "model_bits_per_weight": s["bits_per_weight"], "groups": s["groups"],
+            "tensor_file_bytes": tensors, "disk_bytes": on_disk, "fp16_bytes": s["fp16_bytes"],
+            "ratio_vs_fp16": s["fp16_bytes"] / tensors, "layers": manifest["layers"],
+            "versions": manifest["versions"]}
+
+
+def machine() -> dict:
+    """What a benchmark ran on, recorded beside its numbers."""
+    import transformers
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": torch.get_num_threads(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    atomic_write_bytes(Path(path), (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+
+
+def demo(profile: str = "demo", bits: tuple[int, ...] = (4, 3), group_size: int = 128,
+         progress: bool = True) -> list[dict]:
+    """fp32 and RTN at each of ``bits`` on the default model: one row each (method, bits/weight, MB, ppl)."""
+    base = load("default")
+    rows = []
+
+    def row(name: str, lm: LoadedModel, bpw: float, size: float, seconds: float) -> dict:
+        p = evaluate(lm, profile=profile, progress=progress)["perplexity"]
+        return {"method": name, "bits/weight": bpw, "size MB": size, "compress s": seconds, "ppl": p["ppl"],
+                "seqlen": p["seqlen"], "windows": p["windows"], "tokens": p["tokens"]}
+
+    s = storage_report(base.model, storage_dtype=torch.float32)
+    rows.append(row("fp32", base, 32.0, s["total_bytes"] / 1e6, 0.0))
+    for b in bits:
+        r = compress(base, "rtn", bits=b, group_size=group_size, copy_model=True, progress=progress)
+        rows.append(row(f"rtn {b}-bit g{group_size}", r.loaded, r.summary()["bits_per_weight"],
+                        r.summary()["size_mb"], r.seconds))
+    return rows

@@ -1,0 +1,218 @@
+"""Save and load a compressed model directory.
+
+Layout::
+
+    DIR/llmpress.json       manifest: format version, method + config, source model, every module
+                            that holds a compressed format, every tensor (dtype, shape), tied-weight
+                            aliases, sha256 and size of every other file, library versions
+    DIR/model.safetensors   all tensors (compressed formats and float tensors); never pickle
+    DIR/config.json         the Hugging Face model config
+    DIR/tokenizer*          the tokenizer, when there is one
+
+Float tensors are stored as float16 when that is lossless (compressed models are rounded so it
+is), otherwise in their own dtype, so a loaded model computes exactly what was saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from llmpress import __version__
+from llmpress.cache import atomic_directory
+from llmpress.errors import CheckpointError
+from llmpress.models.layers import set_module
+from llmpress.models.storage import storage_report
+from llmpress.nn import MODULES
+
+MANIFEST = "llmpress.json"
+TENSORS = "model.safetensors"
+FORMAT_NAME = "llmpress-checkpoint"
+FORMAT_VERSION = 1
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+           "uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16, "int32": torch.int32,
+           "int64": torch.int64, "bool": torch.bool}
+
+
+@dataclass
+class Checkpoint:
+    model: nn.Module
+    tokenizer: object | None
+    manifest: dict
+    path: Path
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _library_versions() -> dict:
+    import safetensors
+    import transformers
+
+    return {"llmpress": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "safetensors": safetensors.__version__}
+
+
+def _storable(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Drop tied duplicates (recorded as aliases) and narrow floats to float16 where lossless."""
+    tensors, aliases, owner = {}, {}, {}
+    for name, t in state.items():
+        key = (t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
+        if t.numel() and key in owner:
+            aliases[name] = owner[key]
+            continue
+        owner[key] = name
+        t = t.detach().cpu()
+        if t.is_floating_point() and t.dtype != torch.float16:
+            half = t.to(torch.float16)
+            if torch.equal(half.to(t.dtype), t):
+                t = half
+        tensors[name] = t.contiguous()
+    return tensors, aliases
+
+
+def save(model: nn.Module, path: str | Path, *, tokenizer=None, method: str = "none", config: dict | None = None,
+         source: str | None = None, extra: dict | None = None, overwrite: bool = False) -> Path:
+    """Write ``model`` (with any compressed modules) to the directory ``path``, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    modules = {name: m.meta() for name, m in model.named_modules() if type(m).__name__ in MODULES}
+    tensors, aliases = _storable(model.state_dict())
+    report = storage_report(model)
+    with atomic_directory(path, overwrite=overwrite) as tmp:
+        save_file(tensors, str(tmp / TENSORS), metadata={"format": "pt", "producer": "llmpress"})
+        model.config.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        files = {f.name: {"sha256": _sha256(f), "bytes": f.stat().st_size}
+                 for f in sorted(tmp.iterdir()) if f.is_file()}
+        manifest = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "method": method,
+            "config": config or {},
+            "source": source,
+            "architecture": type(model).__name__,
+            "modules": modules,
+            "tensors": {n: {"dtype": _dtype_name(t.dtype), "shape": list(t.shape)} for n, t in tensors.items()},
+            "aliases": aliases,
+            "files": files,
+            "storage": {k: v for k, v in report.items() if k != "layers"},
+            "layers": report["layers"],
+            "versions": _library_versions(),
+            **({"extra": extra} if extra else {}),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    return path
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    mf = path / MANIFEST
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a directory; an llmpress checkpoint is a directory with {MANIFEST}")
+    if not mf.is_file():
+        raise CheckpointError(f"{path} has no {MANIFEST}: not an llmpress checkpoint (save one with `llmpress compress`)")
+    try:
+        manifest = json.loads(mf.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{mf} is not valid JSON ({exc}); the checkpoint is corrupt, re-create it") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{mf} is not an llmpress manifest (format={manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{mf} has checkpoint format version {version}, this llmpress ({__version__}) reads version "
+            f"{FORMAT_VERSION}; use the llmpress version that wrote it (manifest versions: {manifest.get('versions')})"
+        )
+    for key in ("files", "tensors", "modules", "aliases"):
+        if not isinstance(manifest.get(key), dict):
+            raise CheckpointError(f"{mf} lacks its '{key}' table; the checkpoint is corrupt, re-create it")
+    return manifest
+
+
+def verify(path: str | Path, manifest: dict | None = None) -> dict:
+    """Check every file the manifest lists: present, same size, same sha256."""
+    path = Path(path)
+    manifest = manifest or read_manifest(path)
+    for name, info in manifest["files"].items():
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"{f} is missing; the checkpoint is incomplete, re-create it")
+        size = f.stat().st_size
+        if size != info["bytes"]:
+            what = "truncated" if size < info["bytes"] else "larger than written"
+            raise CheckpointError(f"{f} is {what}: {size} bytes, the manifest says {info['bytes']}; re-create the checkpoint")
+        if _sha256(f) != info["sha256"]:
+            raise CheckpointError(f"{f} was modified after saving (sha256 mismatch); re-create the checkpoint")
+    if TENSORS not in manifest["files"]:
+        raise CheckpointError(f"{path / MANIFEST} does not list {TENSORS}; the checkpoint is corrupt")
+    return manifest
+
+
+def load(path: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
+    """Rebuild the model (compressed modules included) and its tokenizer from ``path``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    manifest = verify(path)
+    try:
+        tensors = load_file(str(path / TENSORS))
+    except SafetensorError as exc:
+        raise CheckpointError(f"{path / TENSORS} is not a readable safetensors file: {exc}") from None
+    expected = manifest["tensors"]
+    if set(tensors) != set(expected):
+        raise CheckpointError(f"{path / TENSORS} holds tensors {sorted(set(tensors) ^ set(expected))[:5]} that "
+                              "disagree with the manifest; the checkpoint is corrupt")
+    for name, t in tensors.items():
+        if _dtype_name(t.dtype) != expected[name]["dtype"] or list(t.shape) != expected[name]["shape"]:
+            raise CheckpointError(f"tensor {name} in {path / TENSORS} has dtype/shape {t.dtype}/{list(t.shape)}, "
+                                  f"the manifest says {expected[name]}; the checkpoint is corrupt")
+
+    config = AutoConfig.from_pretrained(path)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    for name, meta in manifest["modules"].items():
+        cls = MODULES.get(meta.get("module"))
+        if cls is None:
+            raise CheckpointError(f"module {name} uses {meta.get('module')!r}, unknown to llmpress {__version__}; "
+                                  "upgrade llmpress")
+        set_module(model, name, cls.from_meta(meta))
+    result = model.load_state_dict(tensors, strict=False)
+    missing = set(result.missing_keys) - set(manifest["aliases"])
+    if missing or result.unexpected_keys:
+        raise CheckpointError(f"{path} does not fit its {config.model_type} config: missing {sorted(missing)[:5]}, "
+                              f"unexpected {sorted(result.unexpected_keys)[:5]}")
+    for alias, owner in manifest["aliases"].items():
+        if owner not in tensors:
+            raise CheckpointError(f"alias {alias} -> {owner} names no stored tensor; the checkpoint is corrupt")
+    model.tie_weights()
+    state = model.state_dict()
+    with torch.no_grad():
+        for alias, owner in manifest["aliases"].items():
+            if not torch.equal(state[alias], tensors[owner].to(state[alias].dtype)):
+                state[alias].copy_(tensors[owner])  # shared in the saved model, not tied by the config
+    model.eval()
+    has_tokenizer = any(n.startswith("tokenizer") for n in manifest["files"])
+    tokenizer = AutoTokenizer.from_pretrained(path) if has_tokenizer else None
+    return Checkpoint(model, tokenizer, manifest, path)

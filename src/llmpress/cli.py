@@ -1,0 +1,142 @@
+"""The ``llmpress`` command. It parses arguments, calls :mod:`llmpress.api`, prints a table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from llmpress import __version__
+from llmpress.errors import LlmpressError
+from llmpress.table import format_table
+
+
+def _compress(args) -> int:
+    from llmpress import api
+
+    settings = {"bits": args.bits, "group_size": args.group_size}
+    result = api.compress(args.model, method=args.method, out=args.out, overwrite=args.overwrite, **settings)
+    summary = result.summary()
+    print(format_table([summary], ["method", "bits", "group_size", "bits_per_weight", "model_bits_per_weight",
+                                   "size_mb", "fp16_mb", "seconds"]))
+    print(f"saved to {result.path}" if result.path else "not saved (no --out)")
+    if args.json:
+        api.write_json(args.json, summary)
+    return 0
+
+
+def _eval(args) -> int:
+    from llmpress import api
+
+    model = args.target or args.model
+    tasks = [t for t in (args.tasks or "").split(",") if t]
+    if not tasks or args.windows is not None:
+        args.ppl = True  # perplexity is the default measurement, and --windows asks for it
+    result = api.evaluate(model, ppl=args.ppl, profile=args.profile, seqlen=args.seqlen, corpus=args.corpus,
+                          split=args.split, tasks=tasks, limit=args.limit, batch_size=args.batch_size,
+                          windows=args.windows)
+    rows = []
+    if "perplexity" in result:
+        p = result["perplexity"]
+        rows.append({"measure": f"ppl {p['corpus']}/{p['split']}", "value": p["ppl"],
+                     "detail": f"seqlen {p['seqlen']}, {p['windows']}/{p['total_windows']} windows, "
+                               f"{p['tokens']} tokens"})
+    for task, r in result.get("tasks", {}).items():
+        rows.append({"measure": f"{task} acc", "value": r["acc"], "detail": f"{r['examples']} examples"})
+        rows.append({"measure": f"{task} acc_norm", "value": r["acc_norm"], "detail": f"{r['examples']} examples"})
+    print(f"model: {model}")
+    print(format_table(rows))
+    if args.json:
+        api.write_json(args.json, result)
+    return 0
+
+
+def _info(args) -> int:
+    from llmpress import api
+
+    r = api.info(args.path)
+    print(f"{r['path']}: method {r['method']} {json.dumps(r['config'])}, from {r['source']}")
+    print(f"compressed layers: {r['bits_per_weight']:.4f} bits/weight; whole model "
+          f"{r['model_bits_per_weight']:.4f} bits/weight")
+    print(f"tensors {r['tensor_file_bytes'] / 1e6:.2f} MB, directory {r['disk_bytes'] / 1e6:.2f} MB, fp16 "
+          f"{r['fp16_bytes'] / 1e6:.2f} MB ({r['ratio_vs_fp16']:.2f}x smaller)")
+    groups = [{"group": k, "params": v["params"], "MB": v["bytes"] / 1e6, "bits/weight": v["bits_per_weight"]}
+              for k, v in r["groups"].items()]
+    print(format_table(groups))
+    if args.layers:
+        print(format_table([{"layer": x["name"], "shape": "x".join(map(str, x["shape"])), "format": x["format"],
+                             "bits": x["bits"], "bits/weight": x["bits_per_weight"], "bytes": x["bytes"]}
+                            for x in r["layers"]]))
+    if args.json:
+        api.write_json(args.json, r)
+    return 0
+
+
+def _bench_demo(args) -> int:
+    from llmpress import api
+
+    rows = api.demo(profile=args.profile)
+    print()
+    print(format_table(rows))
+    if args.json:
+        api.write_json(args.json, {"rows": rows, "machine": api.machine(), "command": " ".join(sys.argv)})
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmpress", description="Compress pretrained large language models.")
+    p.add_argument("--version", action="version", version=f"llmpress {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compress", help="compress a model and save a checkpoint directory")
+    c.add_argument("--model", default="default", help="'default', a model folder, a .gguf file or a HF id")
+    c.add_argument("--method", default="rtn", help="compression method (rtn)")
+    c.add_argument("--bits", type=int, default=4)
+    c.add_argument("--group-size", type=int, default=128, help="input columns per scale (0 = whole row); "
+                   "a size that does not divide the width leaves a shorter last group")
+    c.add_argument("--out", help="output directory (written atomically)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
+    c.add_argument("--json", help="also write the summary to this JSON file")
+    c.set_defaults(func=_compress)
+
+    e = sub.add_parser("eval", help="perplexity and zero-shot multiple choice")
+    e.add_argument("target", nargs="?", help="model spec or checkpoint directory (same as --model)")
+    e.add_argument("--model", default="default")
+    e.add_argument("--ppl", action="store_true", help="perplexity (the default when no --tasks)")
+    e.add_argument("--profile", default="quick", help="windows to evaluate: demo (4), quick (32), full (all)")
+    e.add_argument("--windows", type=int, help="evaluate exactly this many windows (overrides --profile)")
+    e.add_argument("--seqlen", type=int, default=2048)
+    e.add_argument("--corpus", default="wiki-en", help="wiki-en (offline) or wikitext2 (needs network)")
+    e.add_argument("--split", default="test")
+    e.add_argument("--tasks", help="comma-separated BIG-bench multiple-choice tasks, e.g. social_iqa,hyperbaton")
+    e.add_argument("--limit", type=int, help="evaluate only the first N examples of each task")
+    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--json", help="also write the results to this JSON file")
+    e.set_defaults(func=_eval)
+
+    i = sub.add_parser("info", help="describe a checkpoint directory")
+    i.add_argument("path")
+    i.add_argument("--layers", action="store_true", help="print the per-layer table")
+    i.add_argument("--json")
+    i.set_defaults(func=_info)
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench", required=True)
+    d = bsub.add_parser("demo", help="fp32 vs RTN 4/3-bit on the default model, one table")
+    d.add_argument("--profile", default="demo")
+    d.add_argument("--json")
+    d.set_defaults(func=_bench_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (LlmpressError, FileExistsError) as exc:
+        print(f"llmpress: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,21 @@
+"""Errors users see. Each message names the problem and the fix."""
+
+
+class LlmpressError(Exception):
+    """Base class: the CLI prints these as one line instead of a traceback."""
+
+
+class ConfigError(LlmpressError, ValueError):
+    """A setting is out of range or names something unknown."""
+
+
+class ModelSpecError(LlmpressError):
+    """A model spec cannot be resolved to a model."""
+
+
+class DataUnavailableError(LlmpressError):
+    """A model or data set is neither cached nor downloadable (e.g. no network)."""
+
+
+class CheckpointError(LlmpressError):
+    """A compressed-model directory is missing, truncated, edited or from another version."""

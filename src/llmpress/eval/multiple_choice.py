@@ -1,0 +1,74 @@
+"""Zero-shot multiple choice by log-likelihood, as lm-evaluation-harness scores it.
+
+Each choice is scored by the sum of its token log-probabilities after the context: ``acc`` picks
+the highest sum, ``acc_norm`` the highest sum divided by the choice's UTF-8 byte length.
+Tokenization follows the harness: the continuation's tokens are those of (context + choice)
+after the tokens of the context alone.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from llmpress.data.bigbench import MultipleChoice
+
+
+def _encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    spaces = len(context) - len(context.rstrip(" "))
+    if spaces:  # trailing spaces belong to the continuation, so the two encode as in running text
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
+    return ctx, whole[len(ctx):]
+
+
+@torch.inference_mode()
+def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size: int = 16,
+                   max_length: int = 2048, progress: bool = True) -> list[float]:
+    """Sum of log p(continuation | context) for each (context, continuation)."""
+    encoded = []
+    for ctx, cont in requests:
+        c, k = _encode_pair(tokenizer, ctx, cont)
+        seq = (c + k)[-max_length:]
+        encoded.append((seq, min(len(k), len(seq) - 1)))
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))  # similar lengths batch together
+    device = next(model.parameters()).device
+    out = [0.0] * len(encoded)
+    for b in tqdm(range(0, len(order), batch_size), desc="log-likelihood", unit="batch", disable=not progress):
+        idx = order[b:b + batch_size]
+        width = max(len(encoded[i][0]) for i in idx)
+        x = torch.zeros(len(idx), width, dtype=torch.long)
+        mask = torch.zeros(len(idx), width, dtype=torch.long)
+        for row, i in enumerate(idx):
+            seq = encoded[i][0]
+            x[row, :len(seq)] = torch.tensor(seq)
+            mask[row, :len(seq)] = 1
+        logprobs = F.log_softmax(model(input_ids=x.to(device), attention_mask=mask.to(device),
+                                       use_cache=False).logits.float(), dim=-1)
+        for row, i in enumerate(idx):
+            seq, n_cont = encoded[i]
+            pos = torch.arange(len(seq) - n_cont, len(seq))
+            out[i] = logprobs[row, pos - 1, x[row, pos]].sum().item()
+    return out
+
+
+def evaluate_multiple_choice(model, tokenizer, examples: list[MultipleChoice], batch_size: int = 16,
+                             limit: int | None = None, progress: bool = True) -> dict:
+    examples = examples[:limit] if limit else examples
+    start = time.perf_counter()
+    requests = [(ex.context, choice) for ex in examples for choice in ex.choices]
+    scores = loglikelihoods(model, tokenizer, requests, batch_size=batch_size, progress=progress)
+    acc = acc_norm = 0
+    k = 0
+    for ex in examples:
+        s = scores[k:k + len(ex.choices)]
+        k += len(ex.choices)
+        norm = [v / len(c.encode("utf-8")) for v, c in zip(s, ex.choices)]
+        acc += int(max(range(len(s)), key=s.__getitem__) == ex.gold)
+        acc_norm += int(max(range(len(norm)), key=norm.__getitem__) == ex.gold)
+    n = len(examples)
+    return {"acc": acc / n, "acc_norm": acc_norm / n, "examples": n, "seconds": time.perf_counter() - start}

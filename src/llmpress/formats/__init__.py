@@ -1,0 +1,12 @@
+"""Compressed tensor formats: pure data, pack/unpack and dequantize. No torch.nn here.
+
+Every format exposes ``tensors()`` (what is stored), ``meta()`` (JSON-able shape parameters),
+``nbytes`` (stored bytes) and ``dequantize()``; :data:`FORMATS` maps the name in a checkpoint
+manifest back to the class.
+"""
+
+from llmpress.formats.uniform import UniformSpec, UniformTensor
+
+FORMATS = {UniformTensor.FORMAT: UniformTensor}
+
+__all__ = ["FORMATS", "UniformSpec", "UniformTensor"]

@@ -1,0 +1,33 @@
+"""Round-to-nearest (RTN): the baseline every other method must beat at equal bits per weight."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from llmpress.config import JsonConfig
+from llmpress.errors import ConfigError
+from llmpress.formats import uniform
+
+
+@dataclass
+class RTNConfig(JsonConfig):
+    """``bits`` in 2..8; ``group_size`` input columns share a scale/zero (0 = whole row).
+
+    A group size that does not divide the layer width leaves a shorter last group.
+    """
+
+    bits: int = 4
+    group_size: int = 128
+
+    def __post_init__(self):
+        if not isinstance(self.bits, int) or not 2 <= self.bits <= 8:
+            raise ConfigError(f"RTN supports 2..8 bits, got {self.bits!r}")
+        if not isinstance(self.group_size, int) or self.group_size < 0:
+            raise ConfigError(f"group_size must be an integer >= 0 (0 = one group per row), got {self.group_size!r}")
+
+
+def quantize_weight(weight: torch.Tensor, config: RTNConfig) -> uniform.UniformTensor:
+    """weight [out_features, in_features] -> group-wise uniform codes."""
+    return uniform.quantize(weight, config.bits, config.group_size)

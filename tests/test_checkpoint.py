@@ -1,0 +1,126 @@
+import json
+
+import pytest
+import torch
+
+from llmpress import checkpoint
+from llmpress.errors import CheckpointError
+from llmpress.methods.rtn import RTNConfig
+from llmpress.models.compress import compress_model
+from llmpress.nn import CompressedLinear
+
+
+@pytest.fixture
+def saved(tiny_model, tiny_tokenizer, tmp_path):
+    compress_model(tiny_model, "rtn", RTNConfig(bits=3, group_size=32), progress=False)
+    path = checkpoint.save(tiny_model, tmp_path / "ck", tokenizer=tiny_tokenizer, method="rtn",
+                           config=RTNConfig(bits=3, group_size=32).to_dict(), source="tiny")
+    return tiny_model, path
+
+
+def logits(model, seed=0):
+    x = torch.randint(0, model.config.vocab_size, (2, 17), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return model(x).logits
+
+
+def test_round_trip_gives_identical_logits(saved):
+    model, path = saved
+    ck = checkpoint.load(path)
+    assert torch.equal(logits(ck.model), logits(model))
+    assert sum(isinstance(m, CompressedLinear) for m in ck.model.modules()) == 14
+    assert ck.model.lm_head.weight is ck.model.model.embed_tokens.weight
+    assert ck.manifest["method"] == "rtn" and ck.manifest["config"] == {"bits": 3, "group_size": 32}
+    assert ck.tokenizer("the cat")["input_ids"]
+
+
+def test_manifest_lists_every_file_and_tensor(saved):
+    _, path = saved
+    m = checkpoint.read_manifest(path)
+    on_disk = {f.name for f in path.iterdir()} - {checkpoint.MANIFEST}
+    assert set(m["files"]) == on_disk
+    assert m["aliases"] == {"lm_head.weight": "model.embed_tokens.weight"}
+    assert m["tensors"]["model.layers.0.self_attn.q_proj.codes"]["dtype"] == "uint8"
+    assert m["tensors"]["model.embed_tokens.weight"]["dtype"] == "float16"
+    assert {"torch", "transformers", "llmpress"} <= set(m["versions"])
+
+
+def test_uncompressed_model_round_trip(tiny_model, tmp_path):
+    path = checkpoint.save(tiny_model, tmp_path / "plain")
+    ck = checkpoint.load(path)
+    assert torch.equal(logits(ck.model), logits(tiny_model))
+    assert ck.tokenizer is None
+
+
+def test_truncated_file(saved):
+    _, path = saved
+    f = path / checkpoint.TENSORS
+    f.write_bytes(f.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="model.safetensors is truncated"):
+        checkpoint.load(path)
+
+
+def test_edited_byte(saved):
+    _, path = saved
+    f = path / checkpoint.TENSORS
+    data = bytearray(f.read_bytes())
+    data[-10] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="model.safetensors was modified"):
+        checkpoint.load(path)
+
+
+def test_edited_config(saved):
+    _, path = saved
+    (path / "config.json").write_text((path / "config.json").read_text().replace("2", "3", 1))
+    with pytest.raises(CheckpointError, match="config.json"):
+        checkpoint.load(path)
+
+
+def test_missing_file(saved):
+    _, path = saved
+    (path / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match="tokenizer.json is missing"):
+        checkpoint.load(path)
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda m: m.update(format="something-else"), "not an llmpress manifest"),
+    (lambda m: m.update(format_version=99), "format version 99"),
+    (lambda m: m.pop("files"), "lacks its 'files'"),
+])
+def test_foreign_or_future_manifest(saved, edit, match):
+    _, path = saved
+    mf = path / checkpoint.MANIFEST
+    manifest = json.loads(mf.read_text())
+    edit(manifest)
+    mf.write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=match):
+        checkpoint.load(path)
+
+
+def test_not_json_and_not_a_checkpoint(saved, tmp_path):
+    _, path = saved
+    (path / checkpoint.MANIFEST).write_text("{nope")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        checkpoint.load(path)
+    with pytest.raises(CheckpointError, match="no llmpress.json"):
+        checkpoint.load(tmp_path)
+
+
+def test_existing_directory_needs_overwrite(saved, tiny_tokenizer):
+    model, path = saved
+    with pytest.raises(FileExistsError, match="overwrite"):
+        checkpoint.save(model, path)
+    checkpoint.save(model, path, tokenizer=tiny_tokenizer, overwrite=True)
+    checkpoint.load(path)
+
+
+def test_failed_save_leaves_nothing(tiny_model, tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(tiny_model.config, "save_pretrained", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        checkpoint.save(tiny_model, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []

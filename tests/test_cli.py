@@ -1,0 +1,33 @@
+import json
+
+from llmpress import api
+from llmpress.cli import main
+
+
+def test_compress_info_eval_through_the_cli(tiny_dir, fake_cache, tmp_path, capsys):
+    out = tmp_path / "ck"
+    assert main(["compress", "--model", str(tiny_dir), "--method", "rtn", "--bits", "3", "--group-size", "64",
+                 "--out", str(out), "--json", str(tmp_path / "c.json")]) == 0
+    summary = json.loads((tmp_path / "c.json").read_text())
+    assert summary["bits"] == 3 and 3 < summary["bits_per_weight"] < 3.5
+    assert main(["info", str(out), "--layers"]) == 0
+    text = capsys.readouterr().out
+    assert "method rtn" in text and "model.layers.1.mlp.down_proj" in text
+    assert main(["eval", str(out), "--windows", "2", "--seqlen", "64", "--tasks", "social_iqa",
+                 "--json", str(tmp_path / "e.json")]) == 0
+    res = json.loads((tmp_path / "e.json").read_text())
+    p = res["perplexity"]
+    assert p["windows"] == 2 and p["tokens"] == 126 and p["ppl"] > 1
+    assert res["tasks"]["social_iqa"]["examples"] == 12
+    direct = api.evaluate(str(out), windows=2, seqlen=64, progress=False)["perplexity"]["ppl"]
+    assert direct == p["ppl"]
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    assert main(["info", str(tmp_path)]) == 2
+    assert "no llmpress.json" in capsys.readouterr().err
+    assert main(["compress", "--model", "nope nope", "--out", str(tmp_path / "x")]) == 2
+    assert main(["compress", "--method", "magic"]) == 2
+    assert "unknown method" in capsys.readouterr().err
+    assert main(["compress", "--bits", "1"]) == 2
+    assert "2..8 bits" in capsys.readouterr().err
