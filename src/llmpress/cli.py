@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("target", nargs="?", help="model spec or checkpoint directory (same as --model)")
     e.add_argument("--model", default="default")
     e.add_argument("--ppl", action="store_true", help="perplexity (the default when no --tasks)")
-    e.add_argument("--profile", default="quick", help="windows to evaluate: demo (4), quick (32), full (all)")
+    e.add_argument("--profile", default="quick", help="windows to evaluate: demo (8), quick (32), full (all)")
     e.add_argument("--windows", type=int, help="evaluate exactly this many windows (overrides --profile)")
     e.add_argument("--seqlen", type=int, default=2048)
     e.add_argument("--corpus", default="wiki-en", help="wiki-en (offline) or wikitext2 (needs network)")

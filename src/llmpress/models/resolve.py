@@ -26,12 +26,11 @@ class LoadedModel:
     path: Path | None = None
 
 
-def _from_folder(path: Path, dtype: torch.dtype, spec: str, gguf_file: str | None = None) -> LoadedModel:
+def _from_folder(path: Path, dtype: torch.dtype, spec: str) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(path)
     model.eval()
     return LoadedModel(model, tokenizer, spec, path)
 
@@ -43,7 +42,9 @@ def load_model(spec: str = "default", dtype: torch.dtype = torch.float32) -> Loa
         return _from_folder(converted_dir(), dtype, spec)
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        return _from_folder(path.parent, dtype, spec, gguf_file=path.name)
+        from llmpress.models.gguf import converted
+
+        return _from_folder(converted(path), dtype, spec)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelSpecError(
