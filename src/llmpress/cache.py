@@ -68,6 +68,16 @@ def atomic_directory(path: Path, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
+# pip >= 26 refuses any PyPI file whose metadata names a direct-URL dependency, even with
+# --no-deps, and the bigbench sdist does (bleurt @ file://...). This pip still downloads it; it
+# runs straight from its wheel, so nothing is installed.
+_FALLBACK_PIP = "pip==25.3"
+
+
+def _run_pip(pip: list[str], args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *pip, *args], capture_output=True, text=True)
+
+
 def pip_download(requirement: str, dest: Path, *, sdist: bool = False) -> Path:
     """Fetch one distribution file (no dependencies) from the package index into ``dest``.
 
@@ -75,10 +85,17 @@ def pip_download(requirement: str, dest: Path, *, sdist: bool = False) -> Path:
     """
     dest.mkdir(parents=True, exist_ok=True)
     before = set(dest.iterdir())
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest), requirement]
-    if sdist:
-        cmd[4:4] = ["--no-binary", ":all:"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    args = ["download", "--no-deps", "--quiet", "-d", str(dest),
+            *(["--no-binary", ":all:"] if sdist else []), requirement]
+    proc = _run_pip(["-m", "pip"], args)
+    if proc.returncode != 0 and "direct URL dependencies" in proc.stderr:
+        tools = cache_dir("downloads", "tools")
+        wheels = sorted(tools.glob("pip-25.3-*.whl"))
+        if not wheels:
+            _run_pip(["-m", "pip"], ["download", "--no-deps", "--quiet", "-d", str(tools), _FALLBACK_PIP])
+            wheels = sorted(tools.glob("pip-25.3-*.whl"))
+        if wheels:
+            proc = _run_pip([str(wheels[0] / "pip")], args)
     if proc.returncode != 0:
         raise DataUnavailableError(
             f"could not download {requirement} from the package index (no network?).\n"
