@@ -19,6 +19,10 @@ def test_compress_info_eval_through_the_cli(tiny_dir, fake_cache, tmp_path, caps
     p = res["perplexity"]
     assert p["windows"] == 2 and p["tokens"] == 126 and p["ppl"] > 1
     assert res["tasks"]["social_iqa"]["examples"] == 12
+    assert main(["eval", str(out), "--generate", "arithmetic/2_digit_addition", "--limit", "5",
+                 "--max-new-tokens", "4", "--json", str(tmp_path / "g.json")]) == 0
+    gen = json.loads((tmp_path / "g.json").read_text())
+    assert "perplexity" not in gen and gen["generation"]["arithmetic/2_digit_addition"]["examples"] == 5
     direct = api.evaluate(str(out), windows=2, seqlen=64, progress=False)["perplexity"]["ppl"]
     assert direct == p["ppl"]
 
@@ -31,3 +35,11 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert "unknown method" in capsys.readouterr().err
     assert main(["compress", "--bits", "1"]) == 2
     assert "2..8 bits" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "llmpress", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().startswith("llmpress ")

@@ -80,15 +80,16 @@ def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path 
 def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "quick", seqlen: int = 2048,
              corpus: str = "wiki-en", split: str = "test", tasks: list[str] | tuple[str, ...] = (),
              limit: int | None = None, batch_size: int = 16, windows: int | None = None,
-             progress: bool = True) -> dict:
-    """Perplexity on ``corpus``/``split`` and zero-shot multiple choice on BIG-bench ``tasks``.
+             generate: list[str] | tuple[str, ...] = (), max_new_tokens: int = 16, progress: bool = True) -> dict:
+    """Perplexity on ``corpus``/``split``, zero-shot multiple choice on BIG-bench ``tasks`` and
+    greedy exact match on BIG-bench ``generate`` tasks.
 
-    ``profile`` picks the window count (demo 4, quick 32, full all); ``windows`` overrides it.
+    ``profile`` picks the window count (demo 8, quick 32, full all); ``windows`` overrides it.
     """
     from llmpress.data import corpus_text
-    from llmpress.data.bigbench import load_task, multiple_choice
+    from llmpress.data.bigbench import generation, load_task, multiple_choice
     from llmpress.data.wiki import tokenize
-    from llmpress.eval import evaluate_multiple_choice, perplexity, windows_for
+    from llmpress.eval import evaluate_generation, evaluate_multiple_choice, perplexity, windows_for
 
     loaded = load(model)
     result: dict = {"model": loaded.spec}
@@ -102,6 +103,11 @@ def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "qui
         examples = multiple_choice(load_task(task))
         result.setdefault("tasks", {})[task] = evaluate_multiple_choice(
             loaded.model, loaded.tokenizer, examples, batch_size=batch_size, limit=limit, progress=progress)
+    for task in generate:
+        examples = generation(load_task(task))
+        result.setdefault("generation", {})[task] = evaluate_generation(
+            loaded.model, loaded.tokenizer, examples, max_new_tokens=max_new_tokens, batch_size=batch_size,
+            limit=limit, progress=progress)
     return result
 
 

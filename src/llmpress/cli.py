@@ -30,11 +30,12 @@ def _eval(args) -> int:
 
     model = args.target or args.model
     tasks = [t for t in (args.tasks or "").split(",") if t]
-    if not tasks or args.windows is not None:
+    generate = [t for t in (args.generate or "").split(",") if t]
+    if not (tasks or generate) or args.windows is not None:
         args.ppl = True  # perplexity is the default measurement, and --windows asks for it
     result = api.evaluate(model, ppl=args.ppl, profile=args.profile, seqlen=args.seqlen, corpus=args.corpus,
                           split=args.split, tasks=tasks, limit=args.limit, batch_size=args.batch_size,
-                          windows=args.windows)
+                          windows=args.windows, generate=generate, max_new_tokens=args.max_new_tokens)
     rows = []
     if "perplexity" in result:
         p = result["perplexity"]
@@ -44,6 +45,9 @@ def _eval(args) -> int:
     for task, r in result.get("tasks", {}).items():
         rows.append({"measure": f"{task} acc", "value": r["acc"], "detail": f"{r['examples']} examples"})
         rows.append({"measure": f"{task} acc_norm", "value": r["acc_norm"], "detail": f"{r['examples']} examples"})
+    for task, r in result.get("generation", {}).items():
+        rows.append({"measure": f"{task} exact match", "value": r["exact_match"],
+                     "detail": f"{r['examples']} examples, greedy"})
     print(f"model: {model}")
     print(format_table(rows))
     if args.json:
@@ -109,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--corpus", default="wiki-en", help="wiki-en (offline) or wikitext2 (needs network)")
     e.add_argument("--split", default="test")
     e.add_argument("--tasks", help="comma-separated BIG-bench multiple-choice tasks, e.g. social_iqa,hyperbaton")
+    e.add_argument("--generate", help="comma-separated BIG-bench tasks scored by greedy exact match, "
+                   "e.g. arithmetic/2_digit_addition")
+    e.add_argument("--max-new-tokens", type=int, default=16)
     e.add_argument("--limit", type=int, help="evaluate only the first N examples of each task")
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--json", help="also write the results to this JSON file")

