@@ -1,6 +1,7 @@
 """Foundation baselines on the default model: fp32 and RTN perplexity on wiki-en test.
 
     python benchmarks/foundation.py            # writes benchmarks/results/foundation.json
+    python benchmarks/foundation.py --render   # prints the BENCHMARKS.md table from that JSON
 
 fp32: quick and full profile; RTN at 8/4/3/2 bits (group 128, ragged last group on the
 576-wide layers) and 4/3 bits at group 64: quick profile. social_iqa acc / acc_norm (all 1954
@@ -10,6 +11,7 @@ examples) for fp32 and RTN 4/3-bit g128. Prints a markdown table for BENCHMARKS.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -35,18 +37,22 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| method | bits/weight (linear layers) | size MB | ppl quick | ppl full | social_iqa acc | acc_norm |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        q, f, s = r.get("ppl_quick"), r.get("ppl_full"), r.get("social_iqa")
-        lines.append(f"| {r['method']} | {r['bits_per_weight']:.3f} | {r['size_mb']:.1f} | "
-                     f"{q['ppl']:.2f} | {f['ppl']:.2f} | " if f else
-                     f"| {r['method']} | {r['bits_per_weight']:.3f} | {r['size_mb']:.1f} | {q['ppl']:.2f} | - | ")
-        lines[-1] += f"{s['acc']:.3f} | {s['acc_norm']:.3f} |" if s else "- | - |"
+        full, siqa = r.get("ppl_full"), r.get("social_iqa")
+        cells = [r["method"], f"{r['bits_per_weight']:.3f}", f"{r['size_mb']:.1f}", f"{r['ppl_quick']['ppl']:.2f}",
+                 f"{full['ppl']:.2f}" if full else "-",
+                 f"{siqa['acc']:.3f}" if siqa else "-", f"{siqa['acc_norm']:.3f}" if siqa else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--render", action="store_true", help="print the table of an existing JSON and exit")
     args = ap.parse_args()
+    if args.render:
+        print(markdown(json.loads(Path(args.out).read_text())["rows"]))
+        return
     start = time.time()
     base = api.load("default")
     rows = [measure(base, "fp32", 32.0, storage_report(base.model, storage_dtype=__import__("torch").float32)

@@ -124,3 +124,23 @@ def test_failed_save_leaves_nothing(tiny_model, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         checkpoint.save(tiny_model, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_weights_shared_without_config_tie(tiny_tokenizer, tmp_path):
+    from conftest import make_model
+
+    model = make_model(len(tiny_tokenizer), tied=False)
+    model.lm_head.weight = model.model.embed_tokens.weight  # shared by hand, not by the config
+    ck = checkpoint.load(checkpoint.save(model, tmp_path / "shared"))
+    assert ck.manifest["aliases"] == {"lm_head.weight": "model.embed_tokens.weight"}
+    assert ck.model.lm_head.weight is ck.model.model.embed_tokens.weight
+    assert torch.equal(logits(ck.model), logits(model))
+
+
+def test_untied_model_stores_both(tiny_tokenizer, tmp_path):
+    from conftest import make_model
+
+    model = make_model(len(tiny_tokenizer), tied=False)
+    ck = checkpoint.load(checkpoint.save(model, tmp_path / "untied"))
+    assert ck.manifest["aliases"] == {}
+    assert torch.equal(logits(ck.model), logits(model))

@@ -171,6 +171,7 @@ def verify(path: str | Path, manifest: dict | None = None) -> dict:
 
 def load(path: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
     """Rebuild the model (compressed modules included) and its tokenizer from ``path``."""
+    from accelerate import init_empty_weights
     from safetensors import SafetensorError
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -191,27 +192,36 @@ def load(path: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
                                   f"the manifest says {expected[name]}; the checkpoint is corrupt")
 
     config = AutoConfig.from_pretrained(path)
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    # Parameters start on the meta device (no random init, no memory) and take the stored
+    # tensors; buffers such as rotary tables are real, since checkpoints do not hold them.
+    with init_empty_weights(include_buffers=False):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     for name, meta in manifest["modules"].items():
         cls = MODULES.get(meta.get("module"))
         if cls is None:
             raise CheckpointError(f"module {name} uses {meta.get('module')!r}, unknown to llmpress {__version__}; "
                                   "upgrade llmpress")
         set_module(model, name, cls.from_meta(meta))
-    result = model.load_state_dict(tensors, strict=False)
+    for alias, owner in manifest["aliases"].items():
+        if owner not in tensors:
+            raise CheckpointError(f"alias {alias} -> {owner} names no stored tensor; the checkpoint is corrupt")
+    wanted = model.state_dict()
+    tensors = {k: v.to(wanted[k].dtype) if k in wanted else v for k, v in tensors.items()}
+    result = model.load_state_dict(tensors, strict=False, assign=True)
     missing = set(result.missing_keys) - set(manifest["aliases"])
     if missing or result.unexpected_keys:
         raise CheckpointError(f"{path} does not fit its {config.model_type} config: missing {sorted(missing)[:5]}, "
                               f"unexpected {sorted(result.unexpected_keys)[:5]}")
-    for alias, owner in manifest["aliases"].items():
-        if owner not in tensors:
-            raise CheckpointError(f"alias {alias} -> {owner} names no stored tensor; the checkpoint is corrupt")
     model.tie_weights()
-    state = model.state_dict()
-    with torch.no_grad():
-        for alias, owner in manifest["aliases"].items():
-            if not torch.equal(state[alias], tensors[owner].to(state[alias].dtype)):
-                state[alias].copy_(tensors[owner])  # shared in the saved model, not tied by the config
+    for alias, owner in manifest["aliases"].items():
+        module_name, _, attr = alias.rpartition(".")
+        module = model.get_submodule(module_name)
+        if getattr(module, attr).is_meta:  # shared in the saved model but not tied by the config
+            module_owner, _, owner_attr = owner.rpartition(".")
+            setattr(module, attr, getattr(model.get_submodule(module_owner), owner_attr))
+    empty = [n for n, p in model.named_parameters() if p.is_meta]
+    if empty:
+        raise CheckpointError(f"{path} leaves parameters {empty[:5]} unset; the checkpoint is corrupt")
     model.eval()
     has_tokenizer = any(n.startswith("tokenizer") for n in manifest["files"])
     tokenizer = AutoTokenizer.from_pretrained(path) if has_tokenizer else None
