@@ -8,6 +8,7 @@ files under ``$LLMPRESS_CACHE/bigbench/``. A task is named by its folder under
 
 from __future__ import annotations
 
+import functools
 import json
 import tarfile
 from dataclasses import dataclass
@@ -66,14 +67,23 @@ def read_members(relpaths: list[str]) -> dict[str, bytes]:
 
 
 def load_task(name: str) -> dict:
-    """The parsed task.json of one task (``name`` as in :func:`task_names`)."""
+    """The parsed task.json of one task (``name`` as in :func:`task_names`); treat it as read-only."""
     name = name.strip("/")
     rel = f"{name}/task.json"
     if not (_member_cache() / rel).is_file() and name not in task_names():
         close = [t for t in task_names() if t.startswith(name + "/")]
         hint = f" it has subtasks: {close[:8]}{' ...' if len(close) > 8 else ''}" if close else ""
         raise ConfigError(f"unknown BIG-bench task {name!r};{hint or ' see llmpress.data.bigbench.task_names()'}")
-    return json.loads(read_members([rel])[rel])
+    read_members([rel])
+    path = _member_cache() / rel
+    return _parse(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse(path: str, mtime_ns: int) -> dict:
+    """Parsed task.json, kept in memory: wiki-en's source file is 50 MB of JSON (~1 s to parse)."""
+    with open(path, "rb") as f:
+        return json.load(f)
 
 
 @dataclass(frozen=True)
