@@ -31,3 +31,18 @@ def test_atomic_directory_commits_only_on_success(tmp_path):
     with atomic_directory(target, overwrite=True) as tmp:
         (tmp / "new").write_text("v2")
     assert [p.name for p in target.iterdir()] == ["new"] and len(list(tmp_path.iterdir())) == 1
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "f", b"x")
+        with atomic_directory(tmp_path / "d"):
+            pass
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
