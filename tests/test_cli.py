@@ -10,9 +10,11 @@ def test_compress_info_eval_through_the_cli(tiny_dir, fake_cache, tmp_path, caps
                  "--out", str(out), "--json", str(tmp_path / "c.json")]) == 0
     summary = json.loads((tmp_path / "c.json").read_text())
     assert summary["bits"] == 3 and 3 < summary["bits_per_weight"] < 3.5
-    assert main(["info", str(out), "--layers"]) == 0
+    assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "method rtn" in text and "model.layers.1.mlp.down_proj" in text
+    assert main(["info", str(out), "--no-layers"]) == 0
+    assert "down_proj" not in capsys.readouterr().out
     assert main(["eval", str(out), "--windows", "2", "--seqlen", "64", "--tasks", "social_iqa",
                  "--json", str(tmp_path / "e.json")]) == 0
     res = json.loads((tmp_path / "e.json").read_text())

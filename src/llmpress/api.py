@@ -130,7 +130,13 @@ def machine() -> dict:
     """What a benchmark ran on, recorded beside its numbers."""
     import transformers
 
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "processor": cpu,
             "cpus": torch.get_num_threads(), "torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version()}
 

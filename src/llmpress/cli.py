@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="describe a checkpoint directory")
     i.add_argument("path")
-    i.add_argument("--layers", action="store_true", help="print the per-layer table")
+    i.add_argument("--no-layers", dest="layers", action="store_false", help="omit the per-layer table")
     i.add_argument("--json")
     i.set_defaults(func=_info)
 

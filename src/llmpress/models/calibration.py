@@ -1,0 +1,127 @@
+"""Layer-by-layer calibration: run calibration tokens through a model one decoder layer at a time.
+
+Post-training methods (GPTQ-style error feedback, ShiftAddLLM, DeltaDQ's group-size search) need
+the inputs each layer sees. Holding all layers' activations at once is what makes naive
+calibration expensive; instead the inputs of the first decoder layer are captured once, and
+then, layer after layer, the caller inspects and changes the layer while its inputs are at hand,
+and the runner computes the layer's outputs with the *changed* layer to feed the next one (so
+layer l is calibrated on the outputs of the already-compressed layers before it).
+
+    for step in layerwise(model, calib_ids):
+        grams = step.gram()            # {linear name: X^T X over all calibration tokens}
+        ...compress the linears of step.layer...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from llmpress.errors import ConfigError
+
+
+class _Captured(Exception):
+    """Raised by the capture hook to stop the forward pass once layer 0's inputs are known."""
+
+
+def decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """(name, blocks) of the repeated transformer blocks: the ModuleList holding most parameters."""
+    best, best_size = None, 0
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) > 0:
+            size = sum(p.numel() for p in module.parameters())
+            if size > best_size:
+                best, best_size = (name, module), size
+    if best is None:
+        raise ConfigError(f"{type(model).__name__} has no list of decoder layers to calibrate layer by layer")
+    return best
+
+
+@dataclass
+class LayerStep:
+    """One decoder layer with the inputs it receives: ``hidden`` holds one [batch, seq, hidden]
+    tensor per calibration batch, ``kwargs`` the matching keyword arguments (masks, positions)."""
+
+    index: int
+    name: str
+    layer: nn.Module
+    hidden: list[torch.Tensor]
+    kwargs: list[dict] = field(repr=False)
+
+    @torch.no_grad()
+    def run(self) -> list[torch.Tensor]:
+        """The layer's outputs for every batch, computed with the layer as it is now."""
+        outs = []
+        for h, kw in zip(self.hidden, self.kwargs):
+            out = self.layer(h, **kw)
+            outs.append(out[0] if isinstance(out, tuple) else out)
+        return outs
+
+    @torch.no_grad()
+    def gram(self, names: list[str] | None = None) -> dict[str, torch.Tensor]:
+        """{name: X^T X} in float64 for each ``nn.Linear`` of the layer (or those in ``names``), where
+        X [tokens, in_features] stacks every calibration token's input to that linear."""
+        linears = {n: m for n, m in self.layer.named_modules()
+                   if isinstance(m, nn.Linear) and (names is None or n in names)}
+        grams = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for n, m in linears.items()}
+
+        def hook(name):
+            def accumulate(module, args):
+                x = args[0].reshape(-1, args[0].shape[-1]).to(torch.float64)
+                grams[name] += x.T @ x
+            return accumulate
+
+        handles = [m.register_forward_pre_hook(hook(n)) for n, m in linears.items()]
+        try:
+            self.run()
+        finally:
+            for h in handles:
+                h.remove()
+        return grams
+
+
+@torch.no_grad()
+def capture_inputs(model: nn.Module, ids: torch.Tensor, batch_size: int = 8) -> tuple[list, list]:
+    """Inputs (hidden states and keyword arguments) of the first decoder layer for each batch of ``ids``."""
+    _, layers = decoder_layers(model)
+    hidden, kwargs = [], []
+
+    def catch(module, args, kw):
+        kw = dict(kw)
+        h = args[0] if args else kw.pop("hidden_states")
+        kw.pop("past_key_values", None)
+        kw["use_cache"] = False
+        hidden.append(h)
+        kwargs.append(kw)
+        raise _Captured
+
+    handle = layers[0].register_forward_pre_hook(catch, with_kwargs=True)
+    try:
+        for i in range(0, ids.shape[0], batch_size):
+            try:
+                model(input_ids=ids[i:i + batch_size], use_cache=False)
+            except _Captured:
+                pass
+    finally:
+        handle.remove()
+    return hidden, kwargs
+
+
+def layerwise(model: nn.Module, ids: torch.Tensor, batch_size: int = 8, progress: bool = True) -> Iterator[LayerStep]:
+    """Yield each decoder layer with its calibration inputs; after the caller is done with a step,
+    its outputs (from the possibly changed layer) become the next layer's inputs.
+
+    ids: [n_samples, seqlen] token ids.
+    """
+    if ids.dim() != 2 or ids.shape[0] == 0:
+        raise ConfigError(f"calibration ids must be [n_samples, seqlen] with n_samples >= 1, got {tuple(ids.shape)}")
+    name, layers = decoder_layers(model)
+    hidden, kwargs = capture_inputs(model, ids, batch_size)
+    for i, layer in enumerate(tqdm(layers, desc="calibrating", unit="layer", disable=not progress)):
+        step = LayerStep(i, f"{name}.{i}" if name else str(i), layer, hidden, kwargs)
+        yield step
+        hidden = step.run()
