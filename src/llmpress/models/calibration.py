@@ -69,15 +69,25 @@ class LayerStep:
                    if isinstance(m, nn.Linear) and (names is None or n in names)}
         grams = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for n, m in linears.items()}
 
+        # q/k/v (and gate/up) read the same tensor: compute its product once per batch. Each
+        # entry keeps its input alive, so no other tensor can reuse the address in that batch.
+        products: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
         def hook(name):
             def accumulate(module, args):
-                x = args[0].reshape(-1, args[0].shape[-1]).to(torch.float64)
-                grams[name] += x.T @ x
+                x = args[0]
+                key = (x.data_ptr(), tuple(x.shape), x.stride())
+                if key not in products:
+                    flat = x.reshape(-1, x.shape[-1]).to(torch.float64)
+                    products[key] = (x, flat.T @ flat)
+                grams[name] += products[key][1]
             return accumulate
 
         handles = [m.register_forward_pre_hook(hook(n)) for n, m in linears.items()]
         try:
-            self.run()
+            for h, kw in zip(self.hidden, self.kwargs):
+                products.clear()
+                self.layer(h, **kw)
         finally:
             for h in handles:
                 h.remove()
