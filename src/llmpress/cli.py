@@ -11,6 +11,11 @@ from llmpress.errors import LlmpressError
 from llmpress.table import format_table
 
 
+def _names(arg: str | None) -> list[str]:
+    """A comma-separated CLI list, empty entries dropped."""
+    return [t for t in (arg or "").split(",") if t]
+
+
 def _compress(args) -> int:
     from llmpress import api
 
@@ -29,8 +34,7 @@ def _eval(args) -> int:
     from llmpress import api
 
     model = args.target or args.model
-    tasks = [t for t in (args.tasks or "").split(",") if t]
-    generate = [t for t in (args.generate or "").split(",") if t]
+    tasks, generate = _names(args.tasks), _names(args.generate)
     if not (tasks or generate) or args.windows is not None:
         args.ppl = True  # perplexity is the default measurement, and --windows asks for it
     result = api.evaluate(model, ppl=args.ppl, profile=args.profile, seqlen=args.seqlen, corpus=args.corpus,

@@ -95,9 +95,10 @@ class LayerStep:
 
 
 @torch.no_grad()
-def capture_inputs(model: nn.Module, ids: torch.Tensor, batch_size: int = 8) -> tuple[list, list]:
+def capture_inputs(model: nn.Module, ids: torch.Tensor, batch_size: int = 8,
+                   first_layer: nn.Module | None = None) -> tuple[list, list]:
     """Inputs (hidden states and keyword arguments) of the first decoder layer for each batch of ``ids``."""
-    _, layers = decoder_layers(model)
+    first_layer = first_layer if first_layer is not None else decoder_layers(model)[1][0]
     hidden, kwargs = [], []
 
     def catch(module, args, kw):
@@ -109,7 +110,7 @@ def capture_inputs(model: nn.Module, ids: torch.Tensor, batch_size: int = 8) -> 
         kwargs.append(kw)
         raise _Captured
 
-    handle = layers[0].register_forward_pre_hook(catch, with_kwargs=True)
+    handle = first_layer.register_forward_pre_hook(catch, with_kwargs=True)
     try:
         for i in range(0, ids.shape[0], batch_size):
             try:
@@ -130,7 +131,7 @@ def layerwise(model: nn.Module, ids: torch.Tensor, batch_size: int = 8, progress
     if ids.dim() != 2 or ids.shape[0] == 0:
         raise ConfigError(f"calibration ids must be [n_samples, seqlen] with n_samples >= 1, got {tuple(ids.shape)}")
     name, layers = decoder_layers(model)
-    hidden, kwargs = capture_inputs(model, ids, batch_size)
+    hidden, kwargs = capture_inputs(model, ids, batch_size, first_layer=layers[0])
     for i, layer in enumerate(tqdm(layers, desc="calibrating", unit="layer", disable=not progress)):
         step = LayerStep(i, f"{name}.{i}" if name else str(i), layer, hidden, kwargs)
         yield step

@@ -7,12 +7,11 @@ and given the dequantized state dict.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from llmpress.cache import atomic_directory, cache_dir
+from llmpress.cache import atomic_directory, cache_dir, sha256_file
 
 
 def convert(gguf: Path, out: Path) -> Path:
@@ -40,11 +39,7 @@ def convert(gguf: Path, out: Path) -> Path:
 def converted(gguf: Path, name: str | None = None) -> Path:
     """The cached fp32 folder for ``gguf`` (keyed by content hash unless ``name`` is given)."""
     if name is None:
-        h = hashlib.sha256()
-        with open(gguf, "rb") as f:
-            while chunk := f.read(1 << 22):
-                h.update(chunk)
-        name = f"{gguf.stem}-{h.hexdigest()[:16]}-fp32"
+        name = f"{gguf.stem}-{sha256_file(gguf)[:16]}-fp32"
     out = cache_dir("models") / name
     if not (out / "config.json").is_file():
         convert(gguf, out)
