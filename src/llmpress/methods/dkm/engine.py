@@ -1,0 +1,78 @@
+"""One DKM step on one weight tensor, whichever implementation the config picks."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from llmpress.errors import ConfigError
+from llmpress.methods.dkm import points as pts
+from llmpress.methods.dkm.bitpattern import BitPatternDKM, view_dtype
+from llmpress.methods.dkm.config import DKMConfig
+from llmpress.methods.dkm.distinct import distinct
+from llmpress.methods.dkm.init import kmeans_plus_plus
+from llmpress.methods.dkm.saved_tensors import SavedStats, SavedTensorHooks
+from llmpress.methods.dkm.reference import soft_kmeans
+from llmpress.methods.dkm.unique import UniqueDKM
+
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+_NO_HOOKS = contextlib.nullcontext()
+
+
+def absolute_tau(weight: torch.Tensor, config: DKMConfig) -> float:
+    """The softmax temperature in weight units squared (``tau`` times the weight variance if relative)."""
+    if not config.tau_relative:
+        return float(config.tau)
+    var = float(weight.detach().float().var())
+    return float(config.tau) * (var if var > 0 else 1.0)
+
+
+def check(weight: torch.Tensor, config: DKMConfig, name: str = "weight") -> None:
+    """All input checks, with errors that name the module."""
+    pts.check(weight, config, name)
+    if config.implementation == "table" and weight.dtype not in (torch.float16, torch.bfloat16):
+        dtype = _DTYPES[config.value_dtype]
+        limit = torch.finfo(dtype).max
+        if float(weight.detach().abs().max()) > limit:
+            raise ConfigError(f"{name}: weights exceed the {config.value_dtype} range (|w| > {limit:g}) that "
+                              "memory='table' clusters through; set value_dtype='bfloat16'")
+
+
+def initial_centroids(weight: torch.Tensor, config: DKMConfig) -> torch.Tensor:
+    """First-step centroids [G, K, d] by seeded k-means++ over each group's distinct values."""
+    values, counts, _ = distinct(pts.to_points(weight.detach(), config))
+    return kmeans_plus_plus(values, counts, config.n_clusters, seed=config.seed)
+
+
+def cluster(weight: torch.Tensor, config: DKMConfig, centroids: torch.Tensor | None = None,
+            tau: float | None = None, name: str = "weight",
+            stats: SavedStats | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft-clustered weight W~ = A C (same shape and dtype as ``weight``, differentiable w.r.t. it)
+    and the final centroids [G, K, d] (detached; pass them back next step as the warm start).
+
+    ``centroids``: warm start [G, K, d]; None initialises them (k-means++). ``tau``: absolute
+    temperature; None derives it from ``config`` and the weight (:func:`absolute_tau`).
+    ``stats``: add what this step saves for backward to it (see :mod:`.saved_tensors`).
+    """
+    check(weight, config, name)
+    if centroids is None:
+        centroids = initial_centroids(weight, config)
+    groups = pts.to_points(weight, config)
+    expected = (groups.shape[0], config.n_clusters, config.cluster_dim)
+    if tuple(centroids.shape) != expected:
+        raise ConfigError(f"{name}: warm-start centroids have shape {tuple(centroids.shape)}, the config needs "
+                          f"{expected}; drop them to re-initialise")
+    # A copy: the caller updates its warm-start buffer in place while backward still needs c0.
+    c0 = centroids.detach().to(device=weight.device, dtype=torch.float32, copy=True)
+    tau = absolute_tau(weight, config) if tau is None else float(tau)
+    hooks = SavedTensorHooks(config.marshal_device if config.marshal else None, config.shard, stats)
+    with hooks if (config.marshal or config.shard or stats is not None) else _NO_HOOKS:
+        if config.implementation == "naive":
+            out, c_final, _ = soft_kmeans(groups, c0, tau, config.max_iter, config.epsilon)
+        elif config.implementation == "unique":
+            out, c_final = UniqueDKM.apply(groups, c0, tau, config.max_iter, config.epsilon)
+        else:
+            dtype = view_dtype(weight.dtype, _DTYPES[config.value_dtype])
+            out, c_final = BitPatternDKM.apply(groups, c0, tau, config.max_iter, config.epsilon, dtype)
+    return pts.from_points(out, weight.shape).to(weight.dtype), c_final.detach()

@@ -1,0 +1,77 @@
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmpress.methods.dkm import DKMConfig, DKMModelConfig, cluster
+from llmpress.models.dkm import prepare
+from llmpress.nn.dkm import DKMEmbedding, DKMLinear, DKMTiedHead
+
+
+def bf16_linear(i=48, o=32, seed=0) -> nn.Linear:
+    torch.manual_seed(seed)
+    lin = nn.Linear(i, o)
+    with torch.no_grad():
+        lin.weight.copy_(lin.weight.to(torch.bfloat16).float())
+    return lin
+
+
+def test_linear_forward_is_the_clustered_weight():
+    lin = bf16_linear()
+    config = DKMConfig(n_bits=3, max_iter=3)
+    m = DKMLinear(lin, config, name="q")
+    assert m.weight is lin.weight and m.centroids.shape == (1, 8, 1)
+    x = torch.randn(2, 5, 48)
+    w, _ = cluster(lin.weight, config, m.centroids.clone(), float(m.tau))
+    torch.testing.assert_close(m(x), F.linear(x, w, lin.bias), rtol=0, atol=0)
+    # Soft clustering pulls every weight towards its centroids.
+    gap = lambda t: (t.detach().reshape(-1, 1) - m.centroids.reshape(1, -1)).abs().min(1).values.mean()  # noqa: E731
+    assert gap(w) < 0.5 * gap(lin.weight)
+
+
+def test_training_moves_centroids_and_reaches_the_weight():
+    m = DKMLinear(bf16_linear(), DKMConfig(n_bits=2, max_iter=2), name="q")
+    before = m.centroids.clone()
+    opt = torch.optim.SGD(m.parameters(), lr=1e-2)
+    x, y = torch.randn(16, 48), torch.randn(16, 32)
+    losses = []
+    for _ in range(5):
+        loss = F.mse_loss(m(x), y)
+        opt.zero_grad()
+        loss.backward()
+        assert m.weight.grad is not None and m.weight.grad.abs().sum() > 0
+        opt.step()
+        losses.append(float(loss))
+    assert not torch.equal(before, m.centroids)  # warm start advanced
+    assert losses[-1] < losses[0]
+
+
+def test_eval_reuses_the_clustered_weight_until_it_changes():
+    m = DKMLinear(bf16_linear(), DKMConfig(n_bits=2), name="q").eval()
+    with torch.no_grad():
+        a = m.clustered_weight()
+        assert m.clustered_weight() is a
+        m.weight.add_(0.01)
+        assert m.clustered_weight() is not a
+
+
+def test_prepare_tiny_model(tiny_model):
+    config = DKMModelConfig(linear=DKMConfig(n_bits=3, max_iter=2), embedding=DKMConfig(n_bits=8, max_iter=2),
+                            overrides={"model.layers.1.mlp.down_proj": None})
+    names = prepare(tiny_model, config)
+    assert "model.embed_tokens" in names and "model.layers.1.mlp.down_proj" not in names
+    assert isinstance(tiny_model.model.embed_tokens, DKMEmbedding)
+    assert isinstance(tiny_model.model.layers[0].self_attn.q_proj, DKMLinear)
+    assert isinstance(tiny_model.lm_head, DKMTiedHead)
+    assert tiny_model.model.embed_tokens.centroids.shape == (1, 256, 1)
+    ids = torch.randint(0, tiny_model.config.vocab_size, (2, 12))
+    tiny_model.train()
+    out = tiny_model(input_ids=ids, labels=ids)
+    out.loss.backward()
+    emb = tiny_model.model.embed_tokens
+    assert emb.weight.grad is not None and torch.isfinite(emb.weight.grad).all()
+    # The tied head read the embedding's clustered weight of this step, not the raw weight.
+    tiny_model.eval()
+    with torch.no_grad():
+        h = tiny_model.model(input_ids=ids).last_hidden_state
+        logits = tiny_model(input_ids=ids).logits
+    torch.testing.assert_close(logits, h @ emb.clustered_weight().T)
