@@ -23,6 +23,7 @@ from llmpress.methods.dkm import values
 from llmpress.methods.dkm.unique import counts_of
 
 PATTERNS = 1 << 16
+COMPACT_ABOVE = 32  # centroids beyond which the table keeps only the patterns in use
 SIXTEEN_BIT = (torch.float16, torch.bfloat16)
 
 
@@ -36,22 +37,26 @@ def patterns(points: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return points.detach().squeeze(-1).to(dtype).view(torch.int16).long() & 0xFFFF
 
 
-def table(codes: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The patterns ``codes`` [G, P] of ``dtype`` as a table over the patterns in use:
-    (values [G, U, 1] float32, counts [G, U], row of each point [G, P]).
+def table(codes: torch.Tensor, dtype: torch.dtype, n_clusters: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The patterns ``codes`` [G, P] of ``dtype`` as a table: (values [G, U, 1] float32,
+    counts [G, U], row of each point [G, P]).
 
-    Rows are the U patterns some group uses, in pattern order (a 65536-entry row map built from
-    the histogram, no sort). A row a group does not use reads 0 there: it carries no weight in
+    With many centroids the rows are only the U patterns some group uses, in pattern order (a
+    65536-entry row map built from the histogram, no sort), since table work is O(U K); with
+    few, all 65536 patterns are rows and a pattern is its own row (no per-weight remapping).
+    A row a group does not use reads 0 there: it carries no weight in
     any sum and is never indexed, and this keeps bfloat16's huge values (whose squared distances
     overflow to inf, and inf * 0 = NaN) out of the arithmetic.
     """
-    full = counts_of(codes, PATTERNS)                               # [G, 65536]
-    used = full.sum(0) > 0
-    row_of = torch.cumsum(used, 0) - 1
+    counts = counts_of(codes, PATTERNS)                             # [G, 65536]
     v = torch.arange(PATTERNS, dtype=torch.int32, device=codes.device).to(torch.int16).view(dtype).float()
-    counts = full[:, used]
-    x = torch.where(counts > 0, v[used], torch.zeros_like(counts))
-    return x.unsqueeze(-1), counts, row_of[codes]
+    rows = codes
+    if n_clusters > COMPACT_ABOVE:
+        used = counts.sum(0) > 0
+        rows = (torch.cumsum(used, 0) - 1)[codes]
+        v, counts = v[used], counts[:, used]
+    x = torch.where(counts > 0, v, torch.zeros_like(counts))
+    return x.unsqueeze(-1), counts, rows
 
 
 class BitPatternDKM(torch.autograd.Function):
@@ -60,7 +65,7 @@ class BitPatternDKM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, points, c0, tau: float, max_iter: int, epsilon: float, value_dtype: torch.dtype):
         dtype = view_dtype(points.dtype, value_dtype)
-        x, counts, rows = table(patterns(points, dtype), dtype)
+        x, counts, rows = table(patterns(points, dtype), dtype, c0.shape[1])
         f, c_final, iterations = values.forward(x, counts, c0, tau, max_iter, epsilon)
         out = torch.gather(f, 1, rows.unsqueeze(-1))
         ctx.save_for_backward(points, c0)
@@ -72,7 +77,7 @@ class BitPatternDKM(torch.autograd.Function):
     def backward(ctx, grad_out, _grad_centroids):
         points, c0 = ctx.saved_tensors
         iterations, tau, dtype = ctx.setup
-        x, counts, rows = table(patterns(points, dtype), dtype)
+        x, counts, rows = table(patterns(points, dtype), dtype, c0.shape[1])
         grad = grad_out.float()
         jac, h = values.backward_tables(x, counts, values.scatter_rows(grad, rows, x.shape[1]), c0, tau, iterations)
         return values.gather_grad(grad, rows, jac, h).to(points.dtype), None, None, None, None, None

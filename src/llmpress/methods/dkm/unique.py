@@ -30,8 +30,9 @@ def _widen(stored: torch.Tensor) -> torch.Tensor:
 def counts_of(idx: torch.Tensor, rows: int) -> torch.Tensor:
     """[G, rows] float32 histogram of the table row each point indexes; idx [G, P]."""
     G = idx.shape[0]
-    offset = torch.arange(G, device=idx.device).unsqueeze(1) * rows
-    return torch.bincount((idx + offset).reshape(-1), minlength=G * rows).view(G, rows).float()
+    if G > 1:
+        idx = idx + torch.arange(G, device=idx.device).unsqueeze(1) * rows
+    return torch.bincount(idx.reshape(-1), minlength=G * rows).view(G, rows).float()
 
 
 class UniqueDKM(torch.autograd.Function):
