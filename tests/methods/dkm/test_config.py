@@ -15,6 +15,7 @@ from llmpress.methods.dkm import DKMConfig, DKMModelConfig
     ({"cluster_dim": 0}, "cluster_dim"),
     ({"memory": "fast"}, "memory must be one of"),
     ({"cluster_dim": 2, "memory": "table"}, "cluster_dim > 1"),
+    ({"cluster_dim": 2, "init": "kmeans1d"}, "exact 1-D k-means"),
 ])
 def test_bad_settings(settings, message):
     with pytest.raises(ConfigError, match=message):

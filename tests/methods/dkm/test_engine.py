@@ -164,6 +164,33 @@ def test_initial_centroids_are_seeded():
     assert sse(a) < sse(grid)
 
 
+def test_exact_1d_kmeans_is_optimal():
+    import itertools
+
+    from llmpress.methods.dkm.init import kmeans_1d_exact
+
+    def sse(x, n, c):
+        return float((n * (x.view(-1, 1) - c.view(1, -1)).pow(2).min(1).values).sum())
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(12):
+        v, k = int(torch.randint(4, 10, (1,), generator=g)), int(torch.randint(1, 4, (1,), generator=g))
+        x = torch.randn(v, generator=g).sort().values.double()
+        n = torch.randint(1, 5, (v,), generator=g).double()
+        got = sse(x, n, kmeans_1d_exact(x.view(1, v, 1), n.view(1, v), k).view(-1).double())
+        best = float("inf")  # every split of the sorted values into k contiguous runs
+        for cuts in itertools.combinations(range(1, v), k - 1):
+            b = [0, *cuts, v]
+            c = torch.stack([(n[i:j] * x[i:j]).sum() / n[i:j].sum() for i, j in zip(b[:-1], b[1:])])
+            best = min(best, sse(x, n, c))
+        assert abs(got - best) <= 1e-9 * (1 + best)
+    w = sixteen_bit_weight((64, 64))
+    c1d = initial_centroids(w, DKMConfig(n_bits=3, init="kmeans1d"))
+    cpp = initial_centroids(w, DKMConfig(n_bits=3))
+    assert sse(w.view(-1).double(), torch.ones(w.numel()).double(), c1d.view(-1).double()) <= \
+        sse(w.view(-1).double(), torch.ones(w.numel()).double(), cpp.view(-1).double()) + 1e-12
+
+
 @pytest.mark.parametrize("shape,settings,message", [
     ((8, 8), {"group_size": 3}, "group_size 3 does not divide"),
     ((8, 9), {"cluster_dim": 2, "memory": "naive"}, "cluster_dim 2 does not divide"),

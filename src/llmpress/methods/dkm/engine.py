@@ -11,7 +11,7 @@ from llmpress.methods.dkm import points as pts
 from llmpress.methods.dkm.bitpattern import BitPatternDKM, view_dtype
 from llmpress.methods.dkm.config import DKMConfig
 from llmpress.methods.dkm.distinct import distinct
-from llmpress.methods.dkm.init import kmeans_plus_plus
+from llmpress.methods.dkm.init import kmeans_1d_exact, kmeans_plus_plus
 from llmpress.methods.dkm.saved_tensors import SavedStats, SavedTensorHooks
 from llmpress.methods.dkm.reference import soft_kmeans
 from llmpress.methods.dkm.unique import UniqueDKM
@@ -40,8 +40,10 @@ def check(weight: torch.Tensor, config: DKMConfig, name: str = "weight") -> None
 
 
 def initial_centroids(weight: torch.Tensor, config: DKMConfig) -> torch.Tensor:
-    """First-step centroids [G, K, d] by seeded k-means++ over each group's distinct values."""
+    """First-step centroids [G, K, d] from each group's distinct values (``config.init``)."""
     values, counts, _ = distinct(pts.to_points(weight.detach(), config))
+    if config.init == "kmeans1d":
+        return kmeans_1d_exact(values, counts, config.n_clusters)
     return kmeans_plus_plus(values, counts, config.n_clusters, seed=config.seed)
 
 

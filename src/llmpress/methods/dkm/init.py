@@ -55,3 +55,67 @@ def _lloyd_step(x: torch.Tensor, n: torch.Tensor, c: torch.Tensor) -> torch.Tens
     total = torch.zeros(G, K, d).scatter_add_(1, near.unsqueeze(-1).expand(-1, -1, d), x * n.unsqueeze(-1))
     mass = mass.unsqueeze(-1)
     return torch.where(mass > 0, total / mass.clamp_min(1e-30), c)
+
+
+def kmeans_1d_exact(values: torch.Tensor, counts: torch.Tensor, k: int) -> torch.Tensor:
+    """Optimal 1-D k-means (minimum weighted sum of squares) of each group, by dynamic programming.
+
+    values [G, V, 1], counts [G, V] (0 = padding) -> centroids [G, k, 1] float32.
+    Clusters of sorted scalars are contiguous runs, so with D_m[j] the best cost of the first j
+    values in m clusters, D_m[j] = min_i D_{m-1}[i] + cost(i, j), and the best split i is
+    non-decreasing in j (as in Wang & Song's Ckmeans.1d.dp). Each layer is filled by divide and
+    conquer over j, one recursion level at a time for all segments at once: O(k V log V).
+    A group with fewer distinct values than k repeats its last value.
+    """
+    out = []
+    for x, n in zip(values.detach().double().cpu(), counts.double().cpu()):
+        keep = n > 0
+        xs, order = x[keep, 0].sort()
+        out.append(_exact_1d(xs, n[keep][order], k))
+    return torch.stack(out).unsqueeze(-1).float().to(values.device)
+
+
+def _exact_1d(x: torch.Tensor, n: torch.Tensor, k: int) -> torch.Tensor:
+    V = x.numel()
+    if V <= k:
+        return torch.cat([x, x[-1:].expand(k - V)])
+    zero = x.new_zeros(1)
+    w, s1, s2 = (torch.cat([zero, torch.cumsum(t, 0)]) for t in (n, n * x, n * x * x))
+
+    def cost(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:  # values i..j-1
+        mass = w[j] - w[i]
+        return (s2[j] - s2[i] - (s1[j] - s1[i]) ** 2 / mass).clamp_min(0)
+
+    j_all = torch.arange(V + 1)
+    prev = torch.where(j_all > 0, cost(torch.zeros_like(j_all), j_all.clamp_min(1)), torch.zeros(V + 1, dtype=x.dtype))
+    splits = []
+    for m in range(2, k + 1):
+        cur = torch.full((V + 1,), float("inf"), dtype=x.dtype)
+        arg = torch.zeros(V + 1, dtype=torch.int64)
+        # segments: j in [jlo, jhi], best split searched in [olo, ohi]
+        jlo, jhi = torch.tensor([m]), torch.tensor([V])
+        olo, ohi = torch.tensor([m - 1]), torch.tensor([V - 1])
+        while jlo.numel():
+            mid = (jlo + jhi) // 2
+            top = torch.minimum(ohi, mid - 1)
+            width = top - olo + 1
+            seg = torch.repeat_interleave(torch.arange(mid.numel()), width)
+            start = torch.cumsum(width, 0) - width
+            i = olo[seg] + torch.arange(seg.numel()) - start[seg]
+            val = prev[i] + cost(i, mid[seg])
+            best = torch.full((mid.numel(),), float("inf"), dtype=x.dtype).scatter_reduce(0, seg, val, "amin")
+            first = torch.where(val <= best[seg], i, torch.full_like(i, V + 1))
+            best_i = torch.full((mid.numel(),), V + 1, dtype=torch.int64).scatter_reduce(0, seg, first, "amin")
+            cur[mid], arg[mid] = best, best_i
+            left, right = jlo <= mid - 1, mid + 1 <= jhi
+            jlo, jhi, olo, ohi = (torch.cat([a[left], b[right]]) for a, b in
+                                  ((jlo, mid + 1), (mid - 1, jhi), (olo, best_i), (best_i, ohi)))
+        splits.append(arg)
+        prev = cur
+    bounds, j = [V], V
+    for arg in reversed(splits):
+        j = int(arg[j])
+        bounds.append(j)
+    bounds = torch.tensor([0] + bounds[::-1])
+    lo, hi = bounds[:-1], bounds[1:]
+    return (s1[hi] - s1[lo]) / (w[hi] - w[lo])
