@@ -144,3 +144,17 @@ def test_untied_model_stores_both(tiny_tokenizer, tmp_path):
     ck = checkpoint.load(checkpoint.save(model, tmp_path / "untied"))
     assert ck.manifest["aliases"] == {}
     assert torch.equal(logits(ck.model), logits(model))
+
+
+def test_palettized_round_trip(tiny_model, tiny_tokenizer, tmp_path):
+    from llmpress.methods.kmeans import KMeansConfig
+
+    config = KMeansConfig(bits=3, group_size=16)
+    compress_model(tiny_model, "kmeans", config, progress=False)
+    path = checkpoint.save(tiny_model, tmp_path / "km", tokenizer=tiny_tokenizer, method="kmeans",
+                           config=config.to_dict())
+    ck = checkpoint.load(path)
+    assert torch.equal(logits(ck.model), logits(tiny_model))
+    q = ck.model.model.layers[0].self_attn.q_proj
+    assert q.meta()["format"] == "palette" and q.packed().lut.shape == (96 // 16, 8, 1)
+    assert 3 < ck.manifest["storage"]["groups"]["compressed"]["bits_per_weight"] < 3.3

@@ -45,3 +45,14 @@ def test_python_dash_m_runs_the_cli():
 
     out = subprocess.run([sys.executable, "-m", "llmpress", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip().startswith("llmpress ")
+
+
+def test_compress_kmeans_through_the_cli(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "km"
+    assert main(["compress", "--model", str(tiny_dir), "--method", "kmeans", "--bits", "2", "--out", str(out),
+                 "--json", str(tmp_path / "k.json")]) == 0
+    summary = json.loads((tmp_path / "k.json").read_text())
+    assert summary["method"] == "kmeans" and summary["group_size"] == 0
+    assert 2 < summary["bits_per_weight"] < 2.1  # 2-bit indices + one 4-entry float16 table per layer
+    assert main(["info", str(out)]) == 0
+    assert "palette" in capsys.readouterr().out

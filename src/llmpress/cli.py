@@ -19,7 +19,9 @@ def _names(arg: str | None) -> list[str]:
 def _compress(args) -> int:
     from llmpress import api
 
-    settings = {"bits": args.bits, "group_size": args.group_size}
+    settings = {"bits": args.bits}
+    if args.group_size is not None:
+        settings["group_size"] = args.group_size
     result = api.compress(args.model, method=args.method, out=args.out, overwrite=args.overwrite, **settings)
     summary = result.summary()
     print(format_table([summary], ["method", "bits", "group_size", "bits_per_weight", "model_bits_per_weight",
@@ -98,10 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compress", help="compress a model and save a checkpoint directory")
     c.add_argument("--model", default="default", help="'default', a model folder, a .gguf file or a HF id")
-    c.add_argument("--method", default="rtn", help="compression method (rtn)")
+    c.add_argument("--method", default="rtn", help="compression method: rtn, kmeans")
     c.add_argument("--bits", type=int, default=4)
-    c.add_argument("--group-size", type=int, default=128, help="input columns per scale (0 = whole row); "
-                   "a size that does not divide the width leaves a shorter last group")
+    c.add_argument("--group-size", type=int, help="rtn: input columns per scale (default 128; 0 = whole row; a "
+                   "size that does not divide the width leaves a shorter last group). kmeans: output channels "
+                   "per lookup table (default 0 = one table per tensor)")
     c.add_argument("--out", help="output directory (written atomically)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     c.add_argument("--json", help="also write the summary to this JSON file")

@@ -5,8 +5,9 @@ Every format exposes ``tensors()`` (what is stored), ``meta()`` (JSON-able shape
 manifest back to the class.
 """
 
+from llmpress.formats.palette import PaletteSpec, PaletteTensor
 from llmpress.formats.uniform import UniformSpec, UniformTensor
 
-FORMATS = {UniformTensor.FORMAT: UniformTensor}
+FORMATS = {UniformTensor.FORMAT: UniformTensor, PaletteTensor.FORMAT: PaletteTensor}
 
-__all__ = ["FORMATS", "UniformSpec", "UniformTensor"]
+__all__ = ["FORMATS", "PaletteSpec", "PaletteTensor", "UniformSpec", "UniformTensor"]

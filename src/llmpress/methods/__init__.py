@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from llmpress.config import JsonConfig
 from llmpress.errors import ConfigError
-from llmpress.methods import rtn
+from llmpress.methods import kmeans, rtn
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class WeightMethod:
 
 WEIGHT_METHODS: dict[str, WeightMethod] = {
     "rtn": WeightMethod("rtn", rtn.RTNConfig, rtn.quantize_weight),
+    "kmeans": WeightMethod("kmeans", kmeans.KMeansConfig, kmeans.quantize_weight),
 }
 
 

@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from llmpress.errors import ConfigError
+from llmpress.methods import get_method
+from llmpress.methods.kmeans import KMeansConfig, quantize_weight
+from llmpress.methods.rtn import RTNConfig
+from llmpress.methods.rtn import quantize_weight as rtn_quantize
+
+
+def test_config():
+    for bad in ({"bits": 0}, {"bits": 9}, {"group_size": -1}, {"init": "random"},
+                {"init": "kmeans1d", "cluster_dim": 2}):
+        with pytest.raises(ConfigError):
+            KMeansConfig(**bad)
+    c = KMeansConfig(bits=2, group_size=4)
+    assert KMeansConfig.from_json(c.to_json()) == c
+    assert get_method("kmeans").config_cls is KMeansConfig
+
+
+def test_kmeans_beats_a_uniform_grid_with_as_many_levels():
+    w = torch.randn(64, 96, generator=torch.Generator().manual_seed(0)) * 0.05
+    err = lambda p: float((p.dequantize() - w).pow(2).mean())  # noqa: E731
+    for init in ("kmeans++", "kmeans1d"):
+        km = quantize_weight(w, KMeansConfig(bits=3, init=init))
+        assert km.spec.bits == 3 and km.lut.shape == (1, 8, 1)
+        # 8 levels for the whole tensor vs 8 levels per row (RTN with one group per row).
+        assert err(km) < err(rtn_quantize(w, RTNConfig(bits=3, group_size=0)))
+    exact = err(quantize_weight(w, KMeansConfig(bits=3, init="kmeans1d")))
+    assert exact <= err(quantize_weight(w, KMeansConfig(bits=3, init="kmeans++"))) * (1 + 1e-6)
+
+
+def test_groups_and_vectors():
+    w = torch.randn(32, 48, generator=torch.Generator().manual_seed(1))
+    per_tensor = quantize_weight(w, KMeansConfig(bits=2))
+    grouped = quantize_weight(w, KMeansConfig(bits=2, group_size=8))
+    assert grouped.lut.shape == (4, 4, 1)
+    assert float((grouped.dequantize() - w).pow(2).mean()) < float((per_tensor.dequantize() - w).pow(2).mean())
+    vec = quantize_weight(w, KMeansConfig(bits=4, cluster_dim=2))
+    assert vec.lut.shape == (1, 16, 2) and vec.dequantize().shape == w.shape
+
+
+def test_bad_weights_name_the_layer():
+    with pytest.raises(ConfigError, match="q_proj: group_size 5 does not divide"):
+        quantize_weight(torch.randn(8, 8), KMeansConfig(group_size=5), name="q_proj")
+    w = torch.randn(8, 8)
+    w[0, 0] = float("nan")
+    with pytest.raises(ConfigError, match="NaN or Inf"):
+        quantize_weight(w, KMeansConfig(bits=2))
