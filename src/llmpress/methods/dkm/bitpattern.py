@@ -34,7 +34,7 @@ def view_dtype(weight_dtype: torch.dtype, value_dtype: torch.dtype) -> torch.dty
 
 def patterns(points: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """[G, P, 1] weights -> [G, P] int64 bit patterns in [0, 65536) of their ``dtype`` rounding."""
-    return points.detach().squeeze(-1).to(dtype).view(torch.int16).long() & 0xFFFF
+    return points.detach().squeeze(-1).to(dtype).view(torch.uint16).long()
 
 
 def table(codes: torch.Tensor, dtype: torch.dtype, n_clusters: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
