@@ -27,7 +27,7 @@ from llmpress.cache import atomic_directory, sha256_file
 from llmpress.errors import CheckpointError
 from llmpress.models.layers import set_module
 from llmpress.models.storage import storage_report
-from llmpress.nn import MODULES
+from llmpress.nn import MODULES, CompressedEmbedding
 
 MANIFEST = "llmpress.json"
 TENSORS = "model.safetensors"
@@ -203,11 +203,13 @@ def load(path: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
     if missing or result.unexpected_keys:
         raise CheckpointError(f"{path} does not fit its {config.model_type} config: missing {sorted(missing)[:5]}, "
                               f"unexpected {sorted(result.unexpected_keys)[:5]}")
-    model.tie_weights()
+    if not any(isinstance(m, CompressedEmbedding) for m in model.modules()):
+        model.tie_weights()  # a compressed embedding has no weight to tie: its head shares buffers instead
     for alias, owner in manifest["aliases"].items():
         module_name, _, attr = alias.rpartition(".")
         module = model.get_submodule(module_name)
-        if getattr(module, attr).is_meta:  # shared in the saved model but not tied by the config
+        # Shared in the saved model but not tied by the config, or a compressed module's buffer.
+        if getattr(module, attr).is_meta or attr in module._buffers:
             module_owner, _, owner_attr = owner.rpartition(".")
             setattr(module, attr, getattr(model.get_submodule(module_owner), owner_attr))
     empty = [n for n, p in model.named_parameters() if p.is_meta]

@@ -75,3 +75,46 @@ def test_prepare_tiny_model(tiny_model):
         h = tiny_model.model(input_ids=ids).last_hidden_state
         logits = tiny_model(input_ids=ids).logits
     torch.testing.assert_close(logits, h @ emb.clustered_weight().T)
+
+
+def test_finalize_to_palettes_and_back_from_a_checkpoint(tiny_model, tiny_tokenizer, tmp_path):
+    import pytest
+
+    from llmpress import checkpoint
+    from llmpress.errors import ConfigError
+    from llmpress.models.dkm import finalize
+    from llmpress.models.storage import storage_report
+    from llmpress.nn import CompressedEmbedding, CompressedLinear
+
+    prepare(tiny_model, DKMModelConfig(linear=DKMConfig(n_bits=3, max_iter=2), embedding=DKMConfig(n_bits=4)))
+    with pytest.raises(ConfigError, match="before any training step"):
+        finalize(tiny_model)
+    ids = torch.randint(0, tiny_model.config.vocab_size, (2, 12))
+    opt = torch.optim.AdamW(tiny_model.parameters(), lr=1e-3)
+    tiny_model.train()
+    for _ in range(2):
+        opt.zero_grad()
+        tiny_model(input_ids=ids, labels=ids).loss.backward()
+        opt.step()
+    q = tiny_model.model.layers[0].self_attn.q_proj
+    centroids, weight = q.centroids.clone(), q.weight.detach().clone()
+    finalize(tiny_model)
+    tiny_model.eval()
+    q = tiny_model.model.layers[0].self_attn.q_proj
+    assert isinstance(q, CompressedLinear) and isinstance(tiny_model.model.embed_tokens, CompressedEmbedding)
+    # Every weight became its nearest (float16) centroid.
+    lut = centroids.view(-1).half().float()
+    nearest = lut[(weight.view(-1, 1) - lut.view(1, -1)).abs().argmin(1)].view(weight.shape)
+    assert torch.equal(q.dequantize(), nearest)
+    head, emb = tiny_model.lm_head, tiny_model.model.embed_tokens
+    assert head.lut is emb.lut and head.indices is emb.indices
+    report = storage_report(tiny_model)
+    assert 4 < report["groups"]["embedding"]["bits_per_weight"] < 4.1
+    assert report["groups"]["lm_head"]["bytes"] == 0
+    with torch.no_grad():
+        expected = tiny_model(input_ids=ids).logits
+    path = checkpoint.save(tiny_model, tmp_path / "dkm", tokenizer=tiny_tokenizer, method="dkm")
+    loaded = checkpoint.load(path).model
+    assert loaded.lm_head.lut is loaded.model.embed_tokens.lut
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids=ids).logits, expected)

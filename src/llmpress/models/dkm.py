@@ -1,12 +1,15 @@
-"""Wrap a model's modules with DKM for train-time clustering."""
+"""Wrap a model's modules with DKM for train-time clustering, and finalize them into palettes."""
 
 from __future__ import annotations
 
 from torch import nn
 from tqdm.auto import tqdm
 
+from llmpress.errors import ConfigError
+from llmpress.formats.palette import palettize
 from llmpress.methods.dkm import DKMModelConfig
 from llmpress.models.layers import compressible_linears, output_embedding_names, set_module
+from llmpress.nn import CompressedEmbedding, CompressedLinear
 from llmpress.nn.dkm import DKMEmbedding, DKMLinear, DKMTiedHead
 
 
@@ -38,3 +41,32 @@ def prepare(model: nn.Module, config: DKMModelConfig | None = None, progress: bo
             if isinstance(head, nn.Linear) and head.weight is wrapped[embed_name].weight:
                 set_module(model, head_name, DKMTiedHead(head, wrapped[embed_name]))
     return list(wrapped)
+
+
+def finalize(model: nn.Module) -> list[str]:
+    """Replace every DKM module of ``model`` by its palettized module, in place: each weight (or
+    vector) becomes the index of its nearest centroid in a float16 table. A tied head shares the
+    embedding's table and indices. Returns the replaced names.
+    """
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, (DKMLinear, DKMEmbedding, DKMTiedHead))]
+    if not found:
+        raise ConfigError(f"{type(model).__name__} has no DKM modules to finalize; wrap it with prepare() and train first")
+    untrained = [n for n, m in found if not isinstance(m, DKMTiedHead) and int(m.steps) == 0]
+    if untrained:
+        raise ConfigError(f"finalize() before any training step: {untrained[:3]} never ran a training forward; train "
+                          "first, or use post-training clustering (`llmpress compress --method kmeans`)")
+    done: dict[int, CompressedEmbedding] = {}
+    for name, m in found:
+        if isinstance(m, DKMTiedHead):
+            continue
+        fmt = palettize(m.weight.detach(), m.centroids, m.config.group_size)
+        if isinstance(m, DKMEmbedding):
+            done[id(m)] = CompressedEmbedding(fmt, m.padding_idx).to(m.weight.device)
+            set_module(model, name, done[id(m)])
+        else:
+            bias = m.bias.detach() if m.bias is not None else None
+            set_module(model, name, CompressedLinear(fmt, bias).to(m.weight.device))
+    for name, m in found:
+        if isinstance(m, DKMTiedHead):
+            set_module(model, name, CompressedLinear(done[id(m.embedding[0])].packed(), m.bias))
+    return [n for n, _ in found]

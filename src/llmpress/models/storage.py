@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from llmpress.models.layers import output_embedding_names
-from llmpress.nn import CompressedLinear
+from llmpress.nn import CompressedEmbedding, FormatModule
 
 
 def _float_bytes(t: torch.Tensor, storage_dtype: torch.dtype) -> int:
@@ -17,9 +17,10 @@ def _float_bytes(t: torch.Tensor, storage_dtype: torch.dtype) -> int:
 def storage_report(model: nn.Module, storage_dtype: torch.dtype = torch.float16) -> dict:
     """Per-layer rows and totals (bytes; bits per weight = stored bits / original weights).
 
-    Groups: ``compressed`` (layers held in a compressed format), ``embedding`` (input
-    embedding), ``lm_head`` (0 extra bytes when tied to the embedding), ``other`` (norms, biases,
-    uncompressed linears). Float tensors outside a format count at ``storage_dtype``;
+    Groups: ``compressed`` (linear layers held in a compressed format), ``embedding`` (input
+    embedding, compressed or not), ``lm_head`` (0 extra bytes when tied to the embedding, also
+    when both are compressed and share their tables), ``other`` (norms, biases, uncompressed
+    linears). Float tensors outside a format count at ``storage_dtype``;
     ``fp16_bytes`` is the same model with every weight at 16 bits.
     """
     rows = []
@@ -30,14 +31,20 @@ def storage_report(model: nn.Module, storage_dtype: torch.dtype = torch.float16)
     fp16_bytes = 0
     for name, module in model.named_modules():
         group = "embedding" if module is embed else "lm_head" if name in heads else "other"
-        if isinstance(module, CompressedLinear):
-            n, b = module.in_features * module.out_features, module.nbytes
-            rows.append({"name": name, "shape": [module.out_features, module.in_features],
-                         "format": module.meta()["format"], "bits": module.meta().get("bits"),
-                         "params": n, "bytes": b, "bits_per_weight": 8 * b / n})
-            groups["compressed"][0] += n
-            groups["compressed"][1] += b
-            fp16_bytes += 2 * n
+        if isinstance(module, FormatModule):
+            fmt = module.packed()
+            shared = any(t.data_ptr() in seen for t in fmt.tensors().values())
+            n, b = fmt.spec.shape[0] * fmt.spec.shape[1], 0 if shared else module.nbytes
+            seen.update(t.data_ptr() for t in fmt.tensors().values())
+            rows.append({"name": name, "shape": list(fmt.spec.shape), "format": fmt.meta()["format"],
+                         "bits": fmt.meta().get("bits"), "params": n, "bytes": b,
+                         "bits_per_weight": 8 * b / n, **({"shared": True} if shared else {})})
+            if not shared:  # a head tied to a compressed embedding adds nothing, as a tied weight does
+                kind = "embedding" if isinstance(module, CompressedEmbedding) else \
+                    "lm_head" if name in heads else "compressed"
+                groups[kind][0] += n
+                groups[kind][1] += b
+                fp16_bytes += 2 * n
             group = "other"  # what remains as parameters is the bias
         for t in module.parameters(recurse=False):
             if t.data_ptr() in seen:

@@ -26,6 +26,7 @@ class _Clustered(nn.Module):
         self.name = name
         self.register_buffer("centroids", dkm.initial_centroids(weight, config))
         self.register_buffer("tau", torch.tensor(dkm.absolute_tau(weight, config), dtype=torch.float64))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))  # training forwards seen
         self._cache: tuple | None = None
 
     def clustered_weight(self) -> torch.Tensor:
@@ -41,6 +42,7 @@ class _Clustered(nn.Module):
         if self.training:
             with torch.no_grad():
                 self.centroids.copy_(c)
+                self.steps += 1
         return w
 
     def extra_repr(self) -> str:

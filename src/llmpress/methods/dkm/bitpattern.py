@@ -23,7 +23,6 @@ from llmpress.methods.dkm import values
 from llmpress.methods.dkm.unique import counts_of
 
 PATTERNS = 1 << 16
-COMPACT_ABOVE = 32  # centroids beyond which the table keeps only the patterns in use
 CHUNK = 1 << 20     # points per pass over the weight
 SIXTEEN_BIT = (torch.float16, torch.bfloat16)
 
@@ -41,35 +40,32 @@ def patterns(points: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 class PatternTable:
     """The 16-bit patterns of ``points`` [G, P, 1] as a table of distinct values.
 
-    ``x`` [G, U, 1] float32 values, ``counts`` [G, U], and :meth:`rows` maps points to rows.
-    With many centroids the rows are only the U patterns some group uses, in pattern order (a
-    65536-entry row map built from the histogram, no sort), since table work is O(U K); with
-    few, all 65536 patterns are rows and a pattern is its own row. A row a group does not use
-    reads 0 there: it carries no weight in any sum and is never indexed, and this keeps
+    ``x`` [G, U, 1] float32 values, ``counts`` [G, U], and :meth:`chunks` maps points to rows.
+    The rows are the U patterns some group uses, in pattern order (a 65536-entry row map built
+    from the histogram, no sort): table work is O(U K), and a small layer uses few patterns.
+    A row a group does not use reads 0 there: it carries no weight in any sum and is never indexed, and this keeps
     bfloat16's huge values (whose squared distances overflow to inf, and inf * 0 = NaN) out of
     the arithmetic. Points are read in chunks, so per-weight temporaries stay small.
     """
 
-    def __init__(self, points: torch.Tensor, dtype: torch.dtype, n_clusters: int):
+    def __init__(self, points: torch.Tensor, dtype: torch.dtype):
         self.points, self.dtype = points, dtype
         G, P, _ = points.shape
         counts = torch.zeros(G, PATTERNS, device=points.device)
         for s in range(0, P, CHUNK):
             counts += counts_of(patterns(points[:, s:s + CHUNK], dtype), PATTERNS)
         v = torch.arange(PATTERNS, dtype=torch.int32, device=points.device).to(torch.int16).view(dtype).float()
-        self.row_of = None
-        if n_clusters > COMPACT_ABOVE:
-            used = counts.sum(0) > 0
-            self.row_of = torch.cumsum(used, 0) - 1
-            v, counts = v[used], counts[:, used]
-        self.counts = counts
+        used = counts.sum(0) > 0
+        self.row_of = torch.cumsum(used, 0) - 1
+        self.counts = counts = counts[:, used]
+        v = v[used]
         self.x = torch.where(counts > 0, v, torch.zeros_like(counts)).unsqueeze(-1)
 
     def chunks(self):
         """(slice, rows [G, chunk] int64) over the points."""
         for s in range(0, self.points.shape[1], CHUNK):
             codes = patterns(self.points[:, s:s + CHUNK], self.dtype)
-            yield slice(s, s + CHUNK), codes if self.row_of is None else self.row_of[codes]
+            yield slice(s, s + CHUNK), self.row_of[codes]
 
 
 class BitPatternDKM(torch.autograd.Function):
@@ -78,7 +74,7 @@ class BitPatternDKM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, points, c0, tau: float, max_iter: int, epsilon: float, value_dtype: torch.dtype):
         dtype = view_dtype(points.dtype, value_dtype)
-        t = PatternTable(points, dtype, c0.shape[1])
+        t = PatternTable(points, dtype)
         f, c_final, iterations = values.forward(t.x, t.counts, c0, tau, max_iter, epsilon)
         out = torch.empty(points.shape, dtype=torch.float32, device=points.device)
         for where, rows in t.chunks():
@@ -92,7 +88,7 @@ class BitPatternDKM(torch.autograd.Function):
     def backward(ctx, grad_out, _grad_centroids):
         points, c0 = ctx.saved_tensors
         iterations, tau, dtype = ctx.setup
-        t = PatternTable(points, dtype, c0.shape[1])
+        t = PatternTable(points, dtype)
         grad = grad_out.float()
         grad_sum = torch.zeros_like(t.x)
         for where, rows in t.chunks():
