@@ -42,7 +42,9 @@ METHODS = {  # name: (DKMConfig settings, ranks)
     "(a)+(b)+(c), 2 ranks": ({"memory": "unique", "marshal": True, "shard": True}, 2),
     "table (ours)": ({"memory": "table"}, 1),
 }
-HEAVY = ("naive", "(a) marshal")  # measured on 4096x4096 only, scaled to the MLP shapes
+# Naive-based rows hold ~320 bytes per weight: measured on 4096x4096 only (5.4 GB), scaled to the
+# MLP shapes (14.4 GB each, more than this machine can hold twice for two ranks).
+HEAVY = ("naive", "(a) marshal", "(c) shard, 2 ranks")
 STEP = {"n_bits": 3, "max_iter": 5, "epsilon": 0.0}
 
 
@@ -212,6 +214,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--render", action="store_true", help="print the tables of an existing JSON and exit")
+    ap.add_argument("--resume", action="store_true", help="keep the measured rows of an existing JSON")
     ap.add_argument("--child", nargs=3, metavar=("METHOD", "SHAPE", "REPEATS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -224,18 +227,23 @@ def main() -> None:
     from llmpress import api
 
     start = time.time()
-    rows = []
+    data = {"benchmark": "dkm_memory", "command": "python " + " ".join(sys.argv), "machine": api.machine(),
+            "step": {**STEP, "group_size": 0, "cluster_dim": 1, "weights": "fp32 of fp16-exact values",
+                     "centroids": "evenly spaced over the weight range (same for every method)"},
+            "rows": [], "view_rule": None, "wall_seconds": None}
+    done = {}
+    if args.resume and Path(args.out).exists():
+        done = {(r["method"], r["shape"]): r for r in json.loads(Path(args.out).read_text())["rows"] if r["measured"]}
     for shape in SHAPES:
         for method in METHODS:
             if method in HEAVY and shape != "4096x4096":
                 continue
-            rows.append(measure(method, shape, repeats=1 if method in HEAVY or "(c)" in method else 3))
-    heavy = [r for r in rows if r["method"] in HEAVY]
-    rows += [scaled(r, s) for r in heavy for s in SHAPES if s != "4096x4096"]
-    data = {"benchmark": "dkm_memory", "command": "python " + " ".join(sys.argv), "machine": api.machine(),
-            "step": {**STEP, "group_size": 0, "cluster_dim": 1, "weights": "fp32 of fp16-exact values",
-                     "centroids": "evenly spaced over the weight range (same for every method)"},
-            "rows": rows, "view_rule": view_rule(), "wall_seconds": None}
+            row = done.get((method, shape)) or measure(method, shape, repeats=1 if method in HEAVY else 3)
+            data["rows"].append(row)
+            api.write_json(args.out, data)  # a killed run keeps what it measured (--resume)
+    heavy = [r for r in data["rows"] if r["method"] in HEAVY]
+    data["rows"] += [scaled(r, s) for r in heavy for s in SHAPES if s != "4096x4096"]
+    data["view_rule"] = view_rule()
     data["wall_seconds"] = time.time() - start
     api.write_json(args.out, data)
     print(markdown(data))
