@@ -139,7 +139,7 @@ def scaled(row: dict, shape_name: str) -> dict:
 
 
 def view_rule() -> dict:
-    """What clustering an fp32 master through its 16-bit view changes, on a real layer."""
+    """What clustering an fp32 master through its 16-bit view changes, on a real layer, at two temperatures."""
     from llmpress import api
     from llmpress.methods.dkm import DKMConfig, cluster, initial_centroids
 
@@ -147,66 +147,75 @@ def view_rule() -> dict:
     name = "model.layers.0.mlp.down_proj"
     w32 = lm.model.get_submodule(name).weight.detach().clone()
     grad_out = torch.randn(w32.shape, generator=torch.Generator().manual_seed(0))
-    base = DKMConfig(n_bits=3, max_iter=5, epsilon=0.0)
-    c0 = initial_centroids(w32, replace(base, memory="naive"))
-
-    def step(config):
-        w = torch.nn.Parameter(w32.clone())
-        out, c = cluster(w, config, centroids=c0, name=name)
-        out.backward(grad_out)
-        return out.detach(), c, w.grad
-
     rel = lambda a, b: float((a - b).norm() / b.norm())  # noqa: E731
-    exact = step(replace(base, memory="naive"))
-    rows = {"layer": name, "shape": list(w32.shape), "distinct_fp32_values": int(w32.unique().numel())}
-    for view in ("float16", "bfloat16"):
-        got = step(replace(base, memory="table", value_dtype=view))
-        rows[view] = {"weight_rounding_rel": rel(w32.to(getattr(torch, view)).float(), w32),
-                      "output_rel": rel(got[0], exact[0]), "centroids_rel": rel(got[1], exact[1]),
-                      "grad_rel": rel(got[2], exact[2]),
-                      "distinct_16bit_values": int(w32.to(getattr(torch, view)).unique().numel())}
-    return rows
+    result = {"layer": name, "shape": list(w32.shape), "distinct_fp32_values": int(w32.unique().numel()),
+              "rows": []}
+    for tau in (1e-3, 1e-2):
+        base = DKMConfig(n_bits=3, max_iter=5, epsilon=0.0, tau=tau)
+        c0 = initial_centroids(w32, replace(base, memory="naive"))
+
+        def step(config):
+            w = torch.nn.Parameter(w32.clone())
+            out, c = cluster(w, config, centroids=c0, name=name)
+            out.backward(grad_out)
+            return out.detach(), c, w.grad
+
+        exact = step(replace(base, memory="naive"))
+        for view in ("float16", "bfloat16"):
+            got = step(replace(base, memory="table", value_dtype=view))
+            rounded = w32.to(getattr(torch, view))
+            result["rows"].append({"tau": tau, "view": view, "weight_rounding_rel": rel(rounded.float(), w32),
+                                   "distinct_16bit_values": int(rounded.unique().numel()),
+                                   "output_rel": rel(got[0], exact[0]), "centroids_rel": rel(got[1], exact[1]),
+                                   "grad_rel": rel(got[2], exact[2])})
+    return result
 
 
-def _mb(b: float) -> str:
-    return f"{b / 1e6:,.1f}" if b >= 1e5 else f"{b / 1e6:.4f}"
+def _size(b: float) -> str:
+    return f"{b:,.0f} B" if b < 1e4 else f"{b / 1e6:,.1f} MB"
+
+
+def _ratio(x: float) -> str:
+    return f"{x:,.1f}x" if x < 1e5 else f"{x:.1e}x"
 
 
 def markdown(data: dict) -> str:
     rows = data["rows"]
     by = {(r["method"], r["shape"]): r for r in rows}
-    lines = ["| method | saved for backward, 4096x4096 (MB) | decoder layer saved (MB) | reduction vs naive | "
-             "decoder layer peak (MB) | peak reduction | decoder layer step (s) | speed-up |",
+    lines = ["| method | saved for backward, 4096x4096 | decoder layer saved | reduction vs naive | "
+             "decoder layer peak | peak reduction | decoder layer step (s) | speed-up |",
              "|---|---|---|---|---|---|---|---|"]
     layer = {}
     for m in METHODS:
-        layer[m] = {k: sum(LAYER[s] * (by[(m, s)][k] if k != "saved" else by[(m, s)]["saved"]["kept_bytes"])
-                           for s in SHAPES) for k in ("saved", "peak_bytes", "seconds")}
+        layer[m] = {"saved": sum(LAYER[s] * by[(m, s)]["saved"]["kept_bytes"] for s in SHAPES),
+                    **{k: sum(LAYER[s] * by[(m, s)][k] for s in SHAPES) for k in ("peak_bytes", "seconds")}}
     n = layer["naive"]
     for m in METHODS:
         L = layer[m]
         note = "" if all(by[(m, s)]["measured"] for s in SHAPES) else " *"
-        lines.append(f"| {m}{note} | {_mb(by[(m, '4096x4096')]['saved']['kept_bytes'])} | {_mb(L['saved'])} | "
-                     f"{n['saved'] / L['saved']:,.1f}x | {_mb(L['peak_bytes'])} | "
-                     f"{n['peak_bytes'] / L['peak_bytes']:,.1f}x | {L['seconds']:.1f} | {n['seconds'] / L['seconds']:.1f}x |")
-    lines += ["", "| method | shape | saved tensors | as saved (MB) | distinct (MB) | held by this rank (MB) | "
-              "on marshal device (MB) | peak (MB) | step (s) |", "|---|---|---|---|---|---|---|---|---|"]
+        lines.append(f"| {m}{note} | {_size(by[(m, '4096x4096')]['saved']['kept_bytes'])} | {_size(L['saved'])} | "
+                     f"{_ratio(n['saved'] / L['saved'])} | {_size(L['peak_bytes'])} | "
+                     f"{_ratio(n['peak_bytes'] / L['peak_bytes'])} | {L['seconds']:.1f} | "
+                     f"{n['seconds'] / L['seconds']:.1f}x |")
+    lines += ["", "\\* MLP shapes scaled from the measured 4096x4096 row by the weight count.", "",
+              "| method | shape | saved tensors | as saved | distinct | held by this rank | on marshal device | "
+              "peak | step (s) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r["saved"]
         tag = "" if r["measured"] else f" (scaled from {r['scaled_from']})"
-        lines.append(f"| {r['method']} | {r['shape']}{tag} | {s['packed']} | {_mb(s['packed_bytes'])} | "
-                     f"{_mb(s['distinct_bytes'])} | {_mb(s['kept_bytes'])} | {_mb(s['moved_bytes'])} | "
-                     f"{_mb(r['peak_bytes'])} | {r['seconds']:.2f} |")
+        lines.append(f"| {r['method']} | {r['shape']}{tag} | {s['packed']} | {_size(s['packed_bytes'])} | "
+                     f"{_size(s['distinct_bytes'])} | {_size(s['kept_bytes'])} | {_size(s['moved_bytes'])} | "
+                     f"{_size(r['peak_bytes'])} | {r['seconds']:.2f} |")
     v = data.get("view_rule")
     if v:
         lines += ["", f"fp32 master through its 16-bit view ({v['layer']}, {v['shape'][0]}x{v['shape'][1]}, "
-                  f"{v['distinct_fp32_values']} distinct fp32 values), relative to exact fp32 DKM:", "",
-                  "| view | distinct values | weight rounding | clustered weight | centroids | gradient |",
-                  "|---|---|---|---|---|---|"]
-        for view in ("float16", "bfloat16"):
-            x = v[view]
-            lines.append(f"| {view} | {x['distinct_16bit_values']} | {x['weight_rounding_rel']:.1e} | "
-                         f"{x['output_rel']:.1e} | {x['centroids_rel']:.1e} | {x['grad_rel']:.1e} |")
+                  f"{v['distinct_fp32_values']:,} distinct fp32 values), relative difference to exact fp32 DKM:", "",
+                  "| tau (x weight variance) | view | distinct values | weight rounding | clustered weight | "
+                  "centroids | gradient |", "|---|---|---|---|---|---|---|"]
+        for x in v["rows"]:
+            lines.append(f"| {x['tau']:g} | {x['view']} | {x['distinct_16bit_values']:,} | "
+                         f"{x['weight_rounding_rel']:.1e} | {x['output_rel']:.1e} | {x['centroids_rel']:.1e} | "
+                         f"{x['grad_rel']:.1e} |")
     return "\n".join(lines)
 
 
