@@ -5,8 +5,9 @@ Every format exposes ``tensors()`` (what is stored), ``meta()`` (JSON-able shape
 manifest back to the class.
 """
 
+from llmpress.formats.bcq import BCQSpec, BCQTensor
 from llmpress.formats.uniform import UniformSpec, UniformTensor
 
-FORMATS = {UniformTensor.FORMAT: UniformTensor}
+FORMATS = {UniformTensor.FORMAT: UniformTensor, BCQTensor.FORMAT: BCQTensor}
 
-__all__ = ["FORMATS", "UniformSpec", "UniformTensor"]
+__all__ = ["FORMATS", "BCQSpec", "BCQTensor", "UniformSpec", "UniformTensor"]
