@@ -7,11 +7,11 @@ from llmpress.methods.hessian import inverse_cholesky, output_error, sensitivity
 from llmpress.methods.shiftadd import ShiftAddConfig, quantize, quantize_plain
 
 
-@pytest.mark.parametrize("mode", ["lat", "acc"])
+@pytest.mark.parametrize("mode,fit_window", [("lat", 8), ("acc", 8), ("acc", 1)])
 @pytest.mark.parametrize("bits", [2, 3])
-def test_error_feedback_lowers_output_error(layer, mode, bits):
+def test_error_feedback_lowers_output_error(layer, mode, fit_window, bits):
     w, h = layer
-    cfg = ShiftAddConfig(bits=bits, mode=mode, row_group=16, terms=2)
+    cfg = ShiftAddConfig(bits=bits, mode=mode, row_group=16, terms=2, fit_window=fit_window)
     plain = quantize_plain(w, cfg)
     fed = quantize(w, h, cfg)
     assert fed.spec == plain.spec
@@ -84,7 +84,8 @@ def test_columns_not_a_multiple_of_eight_name_the_layer():
 
 @pytest.mark.parametrize("kwargs,match", [({"bits": 0}, "1..8"), ({"bits": 9}, "1..8"), ({"mode": "fast"}, "mode"),
                                           ({"terms": 0}, "terms"), ({"row_group": -1}, "row_group"),
-                                          ({"avg_bits": 1.0}, "avg_bits")])
+                                          ({"avg_bits": 1.0}, "avg_bits"),
+                                          ({"mode": "lat", "fit_window": 4}, "fit_window")])
 def test_bad_config(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         ShiftAddConfig(**kwargs)

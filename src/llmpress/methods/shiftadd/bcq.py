@@ -12,14 +12,17 @@ Shapes: x [N, g] (N groups), alpha [N, q], codes [N, q, g] in {-1, +1}.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 # Bound the [elements, 2^q] distance table of the codeword search (bytes of float64).
 _SEARCH_BYTES = 1 << 26
 
 
+@functools.lru_cache(maxsize=32)
 def codewords(q: int, dtype=torch.float64) -> torch.Tensor:
-    """[2^q, q] in {-1, +1}: row k has +1 in column i where bit i of k is set."""
+    """[2^q, q] in {-1, +1}: row k has +1 in column i where bit i of k is set (cached: do not modify)."""
     k = torch.arange(1 << q).unsqueeze(1)
     return (((k >> torch.arange(q)) & 1).to(dtype) * 2 - 1)
 
@@ -54,10 +57,8 @@ def nearest_codes(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     words = codewords(q, x.dtype)                   # [2^q, q]
     levels = code_levels(alpha, words)              # [N, 2^q]: every value a code can take
     rows = max(1, _SEARCH_BYTES // (8 * g * (1 << q)))
-    best = torch.empty(n, g, dtype=torch.long)
-    for i in range(0, n, rows):
-        dist = (x[i:i + rows].unsqueeze(2) - levels[i:i + rows].unsqueeze(1)).abs()
-        best[i:i + rows] = dist.argmin(dim=2)
+    best = torch.cat([(x[i:i + rows].unsqueeze(2) - levels[i:i + rows].unsqueeze(1)).abs().argmin(dim=2)
+                      for i in range(0, n, rows)])
     return words[best].transpose(1, 2).contiguous()
 
 

@@ -20,7 +20,10 @@ class ShiftAddConfig(JsonConfig):
     ``row_group``: output rows sharing a scale (must divide every layer's row count; 0 = all
     rows of the layer). ``terms``: signed powers of two per scale (1 = PoT, 2+ = APoT).
     ``rounds``: alternating BCQ refinement rounds. ``damp``: fraction of the mean Hessian
-    diagonal added to it. ``avg_bits``: when set, each layer gets 2, 3 or 4 bits (``choices``)
+    diagonal added to it. ``fit_window``: columns whose scales are fit together when the first
+    of them is reached (a multiple of the mode's column group; 8 = one byte of every plane row);
+    1 refits every "acc" column just before it is quantized, 8x more fits for a small gain.
+    ``avg_bits``: when set, each layer gets 2, 3 or 4 bits (``choices``)
     by the automated allocation, under this average of stored bits per weight (scales included).
     """
 
@@ -31,6 +34,7 @@ class ShiftAddConfig(JsonConfig):
     rounds: int = 5
     damp: float = 0.01
     block_size: int = 128
+    fit_window: int = 8
     avg_bits: float | None = None
     choices: tuple[int, ...] = (2, 3, 4)
 
@@ -49,6 +53,9 @@ class ShiftAddConfig(JsonConfig):
             raise ConfigError(f"damp must be in [0, 1), got {self.damp}")
         if self.block_size < 1:
             raise ConfigError(f"block_size must be >= 1, got {self.block_size}")
+        if self.fit_window < 1 or self.fit_window % self.col_group or self.block_size % self.fit_window:
+            raise ConfigError(f"fit_window must be a positive multiple of the {self.mode} column group "
+                              f"({self.col_group}) that divides block_size {self.block_size}, got {self.fit_window}")
         self.choices = tuple(self.choices)
         if not self.choices or any(not 1 <= b <= 8 for b in self.choices):
             raise ConfigError(f"bit choices must lie in 1..8, got {self.choices}")

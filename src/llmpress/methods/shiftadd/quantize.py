@@ -8,7 +8,8 @@ not yet quantized through the inverse Hessian of the calibration inputs
 (:mod:`llmpress.methods.error_feedback`). Scales are fit when their group of columns is
 reached, on the weights as the feedback has already corrected them, so the two objectives do
 not fight: in "acc" mode every column gets scales fit to it alone, in "lat" mode every block of
-8 columns.
+8 columns. The scales of ``fit_window`` columns are fit in one batch when the first of them is
+reached; the feedback from those columns onto each other then moves codes, not scales.
 """
 
 from __future__ import annotations
@@ -39,37 +40,46 @@ def layer_spec(shape: tuple[int, int], config: ShiftAddConfig, bits: int | None 
 
 class _BinaryColumns:
     """Column quantizer of :func:`quantize_columns`: BCQ + shift rounding per group of columns;
-    records codes, exponents, signs and the error the rounding of scales adds."""
+    records codes, exponents, signs and the error the rounding of scales adds.
 
-    def __init__(self, spec: BCQSpec, rounds: int):
+    Scales of ``window`` consecutive columns (whole column groups) are fit together, in one
+    batched BCQ, when the first of those columns is reached."""
+
+    def __init__(self, spec: BCQSpec, rounds: int, window: int):
         q, rows, cols = spec.bits, *spec.shape
         self.spec, self.rounds = spec, rounds
-        self.group = spec.col_group
+        self.group = window if cols % window == 0 else spec.col_group
         self.words = codewords(q)
         self.codes = torch.zeros(q, rows, cols, dtype=torch.bool)
         self.exponents = torch.zeros(*spec.scale_shape, spec.terms, dtype=torch.int16)
         self.negative = torch.zeros(*spec.scale_shape, spec.terms, dtype=torch.bool)
-        self.levels: torch.Tensor | None = None  # [rows, 2^q]: values a weight of this group can take
+        self.start = 0
+        self.levels: torch.Tensor | None = None  # [blocks in window, rows, 2^q]: values a weight can take
         self.bcq_error = 0.0    # squared weight error of the fitted groups with float scales
         self.shift_error = 0.0  # ... and with the scales rounded to shifts (codes re-chosen)
 
     def start_group(self, col: int, weights: torch.Tensor) -> None:
         s = self.spec
         rows, width = weights.shape
-        x = weights.reshape(rows // s.row_group, s.row_group * width)
+        rb, nb = rows // s.row_group, width // s.col_group
+        # one BCQ group per (row block, column block): its rows x columns, row-major
+        x = weights.reshape(rb, s.row_group, nb, s.col_group).permute(0, 2, 1, 3).reshape(rb * nb, -1)
         alpha, codes = bcq(x, s.bits, self.rounds)
         exps, neg, rounded = round_to_shifts(alpha, s.terms)
         self.bcq_error += float(group_error(x, alpha, codes).sum())
         self.shift_error += float(group_error(x, rounded, nearest_codes(x, rounded)).sum())
-        block = col // s.col_group
-        self.exponents[:, :, block] = exps.transpose(0, 1)
-        self.negative[:, :, block] = neg.transpose(0, 1)
-        self.levels = code_levels(rounded, self.words).repeat_interleave(s.row_group, 0)
+        first = col // s.col_group
+        self.exponents[:, :, first:first + nb] = exps.reshape(rb, nb, s.bits, s.terms).permute(2, 0, 1, 3)
+        self.negative[:, :, first:first + nb] = neg.reshape(rb, nb, s.bits, s.terms).permute(2, 0, 1, 3)
+        levels = code_levels(rounded, self.words).reshape(rb, nb, -1).transpose(0, 1)
+        self.levels = levels.repeat_interleave(s.row_group, 1)
+        self.start = col
 
     def quantize_column(self, col: int, w: torch.Tensor) -> torch.Tensor:
-        best = (w.unsqueeze(1) - self.levels).abs().argmin(dim=1)
+        levels = self.levels[(col - self.start) // self.spec.col_group]
+        best = (w.unsqueeze(1) - levels).abs().argmin(dim=1)
         self.codes[:, :, col] = (self.words[best] > 0).T
-        return self.levels.gather(1, best.unsqueeze(1)).squeeze(1)
+        return levels.gather(1, best.unsqueeze(1)).squeeze(1)
 
     def result(self) -> BCQTensor:
         return BCQTensor.from_codes(self.codes, self.exponents, self.negative, self.spec)
@@ -85,7 +95,7 @@ def quantize(weight: torch.Tensor, hessian: torch.Tensor | None, config: ShiftAd
     """
     spec = layer_spec(tuple(weight.shape), config, bits, name)
     w = weight.detach().to(torch.float64).clone()
-    columns = _BinaryColumns(spec, config.rounds)
+    columns = _BinaryColumns(spec, config.rounds, config.fit_window)
     if hessian is None:
         upper = torch.eye(spec.shape[1], dtype=torch.float64)
     else:
