@@ -55,6 +55,7 @@ def test_mixed_precision_prints_the_allocation(tiny_dir, fake_cache, tmp_path, c
                  "--json", str(tmp_path / "c.json")]) == 0
     text = capsys.readouterr().out
     assert "sensitivity" in text and "model.layers.1.mlp.down_proj" in text
+    assert "scales rounded to powers of two: relative weight error" in text
     summary = json.loads((tmp_path / "c.json").read_text())
     assert summary["bits_per_weight"] <= 2.6
 

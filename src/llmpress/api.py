@@ -80,7 +80,7 @@ def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path 
         report = compress_calibrated(loaded.model, method, config, ids, progress=progress)
         extra["calibration"] = {"corpus": "wiki-en", "split": "train", "samples": calib_samples,
                                 "seqlen": calib_seqlen, "seed": calib_seed}
-        extra.update({k: report[k] for k in ("allocation", "allocation_rows") if k in report})
+        extra.update({k: report[k] for k in ("allocation", "allocation_rows", "shift_rounding") if k in report})
     else:
         compress_model(loaded.model, method, config, progress=progress)
     seconds = time.perf_counter() - start

@@ -31,6 +31,12 @@ def _compress(args) -> int:
         from llmpress.models.calibrated import print_allocation
 
         print(print_allocation(result.extra["allocation_rows"], result.config["choices"]))
+    if "shift_rounding" in result.extra:
+        from llmpress.models.calibrated import rounding_summary
+
+        r = rounding_summary(result.extra["shift_rounding"])
+        print(f"scales rounded to powers of two: relative weight error {r['bcq_rel_error']:.4f} with float "
+              f"scales -> {r['shift_rel_error']:.4f} with shifts (mean over layers, on the weights each group was fit to)")
     columns = ["method", "bits", *optional, "bits_per_weight", "model_bits_per_weight", "size_mb", "fp16_mb", "seconds"]
     print(format_table([summary], [c for c in columns if c in summary]))
     print(f"saved to {result.path}" if result.path else "not saved (no --out)")

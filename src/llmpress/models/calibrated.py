@@ -102,7 +102,8 @@ def compress_calibrated(model: nn.Module, method: str, config, ids: torch.Tensor
     """Replace each decoder linear by a compressed module; ``ids`` [samples, seqlen] calibration tokens.
 
     Returns a report: compressed layer names, the bit allocation (mixed precision only), the
-    allocation table rows and the seconds each pass took.
+    allocation table rows, for ShiftAdd the relative weight error of each layer with float and
+    with shift scales (``shift_rounding``), and the seconds each pass took.
     """
     m = get_method(method)
     if method not in CALIBRATED_METHODS:
@@ -130,8 +131,11 @@ def compress_calibrated(model: nn.Module, method: str, config, ids: torch.Tensor
         for local, full in names.items():
             linear = step.layer.get_submodule(local)
             cfg = dataclasses.replace(config, bits=allocation[full]) if full in allocation else config
+            extra = {}
+            if isinstance(config, ShiftAddConfig):  # how much the power-of-two rounding of scales costs
+                extra["report"] = report.setdefault("shift_rounding", {}).setdefault(full, {})
             with _one_thread():
-                fmt = m.quantize_weight(linear.weight.data, grams[local], cfg, full)
+                fmt = m.quantize_weight(linear.weight.data, grams[local], cfg, full, **extra)
             cls = ShiftAddLinear if isinstance(fmt, BCQTensor) else CompressedLinear
             module = cls(fmt, linear.bias.data if linear.bias is not None else None)
             set_module(step.layer, local, module.to(linear.weight.device))
@@ -139,6 +143,12 @@ def compress_calibrated(model: nn.Module, method: str, config, ids: torch.Tensor
     report["quantize_seconds"] = time.perf_counter() - start
     round_uncompressed(model)
     return report
+
+
+def rounding_summary(per_layer: dict[str, dict]) -> dict:
+    """Mean over layers of the relative weight error with float scales and with shift scales."""
+    n = max(1, len(per_layer))
+    return {k: sum(r[k] for r in per_layer.values()) / n for k in ("bcq_rel_error", "shift_rel_error")}
 
 
 def print_allocation(rows: list[dict], choices: tuple[int, ...]) -> str:
