@@ -12,14 +12,14 @@ import copy
 import json
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from llmpress import checkpoint
 from llmpress.cache import atomic_write_bytes
-from llmpress.methods import get_method
+from llmpress.methods import CALIBRATED_METHODS, get_method
 from llmpress.models import LoadedModel, load_model
 from llmpress.models.compress import compress_model
 from llmpress.models.storage import storage_report
@@ -45,6 +45,7 @@ class CompressResult:
     storage: dict
     seconds: float
     path: Path | None = None
+    extra: dict = field(default_factory=dict)  # calibration settings, bit allocation (calibrated methods)
 
     def summary(self) -> dict:
         s = self.storage
@@ -56,24 +57,38 @@ class CompressResult:
 
 
 def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path | None = None,
-             overwrite: bool = False, progress: bool = True, copy_model: bool = False, **settings) -> CompressResult:
+             overwrite: bool = False, progress: bool = True, copy_model: bool = False,
+             calib_samples: int = 128, calib_seqlen: int = 2048, calib_seed: int = 0, **settings) -> CompressResult:
     """Compress every linear layer (not the embedding / lm_head) with ``method``; save to ``out`` if given.
 
     ``settings`` are the method's config fields (for RTN: ``bits``, ``group_size``). With
-    ``copy_model`` an already loaded model is left untouched.
+    ``copy_model`` an already loaded model is left untouched. Calibrated methods (gptq,
+    shiftadd) use ``calib_samples`` seeded random windows of ``calib_seqlen`` tokens from the
+    wiki-en train split (DESIGN.md: 128 x 2048 by default, 32 x 512 for the quick profile).
     """
     config = get_method(method).config_cls(**settings)
     loaded = load(model)
     if copy_model:
         loaded = LoadedModel(copy.deepcopy(loaded.model), loaded.tokenizer, loaded.spec, loaded.path)
+    extra: dict = {}
     start = time.perf_counter()
-    compress_model(loaded.model, method, config, progress=progress)
+    if method in CALIBRATED_METHODS:
+        from llmpress.data.wiki import calibration_windows
+        from llmpress.models.calibrated import compress_calibrated
+
+        ids = calibration_windows(loaded.tokenizer, calib_samples, calib_seqlen, seed=calib_seed)
+        report = compress_calibrated(loaded.model, method, config, ids, progress=progress)
+        extra["calibration"] = {"corpus": "wiki-en", "split": "train", "samples": calib_samples,
+                                "seqlen": calib_seqlen, "seed": calib_seed}
+        extra.update({k: report[k] for k in ("allocation", "allocation_rows", "shift_rounding") if k in report})
+    else:
+        compress_model(loaded.model, method, config, progress=progress)
     seconds = time.perf_counter() - start
-    result = CompressResult(loaded, method, config.to_dict(), storage_report(loaded.model), seconds)
+    result = CompressResult(loaded, method, config.to_dict(), storage_report(loaded.model), seconds, extra=extra)
     if out is not None:
         result.path = checkpoint.save(loaded.model, out, tokenizer=loaded.tokenizer, method=method,
                                       config=config.to_dict(), source=loaded.spec, overwrite=overwrite,
-                                      extra={"compress_seconds": seconds})
+                                      extra={"compress_seconds": seconds, **extra})
     return result
 
 

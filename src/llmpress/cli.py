@@ -20,12 +20,25 @@ def _compress(args) -> int:
     from llmpress import api
 
     settings = {"bits": args.bits}
-    if args.group_size is not None:
-        settings["group_size"] = args.group_size
-    result = api.compress(args.model, method=args.method, out=args.out, overwrite=args.overwrite, **settings)
+    # Only the options this method has (argparse leaves the others None): each method keeps its defaults.
+    optional = {"rtn": ("group_size",), "kmeans": ("group_size",), "gptq": ("group_size", "act_order"),
+                "shiftadd": ("mode", "row_group", "terms", "avg_bits")}.get(args.method, ())
+    settings.update({k: getattr(args, k) for k in optional if getattr(args, k) is not None})
+    calib = {"calib_samples": args.calib_samples, "calib_seqlen": args.calib_seqlen, "calib_seed": args.seed}
+    result = api.compress(args.model, method=args.method, out=args.out, overwrite=args.overwrite, **calib, **settings)
     summary = result.summary()
-    print(format_table([summary], ["method", "bits", "group_size", "bits_per_weight", "model_bits_per_weight",
-                                   "size_mb", "fp16_mb", "seconds"]))
+    if "allocation_rows" in result.extra:
+        from llmpress.models.calibrated import print_allocation
+
+        print(print_allocation(result.extra["allocation_rows"], result.config["choices"]))
+    if "shift_rounding" in result.extra:
+        from llmpress.models.calibrated import rounding_summary
+
+        r = rounding_summary(result.extra["shift_rounding"])
+        print(f"scales rounded to powers of two: relative weight error {r['bcq_rel_error']:.4f} with float "
+              f"scales -> {r['shift_rel_error']:.4f} with shifts (mean over layers, on the weights each group was fit to)")
+    columns = ["method", "bits", *optional, "bits_per_weight", "model_bits_per_weight", "size_mb", "fp16_mb", "seconds"]
+    print(format_table([summary], [c for c in columns if c in summary]))
     print(f"saved to {result.path}" if result.path else "not saved (no --out)")
     if args.json:
         api.write_json(args.json, summary)
@@ -100,11 +113,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compress", help="compress a model and save a checkpoint directory")
     c.add_argument("--model", default="default", help="'default', a model folder, a .gguf file or a HF id")
-    c.add_argument("--method", default="rtn", help="compression method: rtn, kmeans")
+    c.add_argument("--method", default="rtn", help="compression method: rtn, kmeans, gptq or shiftadd")
     c.add_argument("--bits", type=int, default=4)
-    c.add_argument("--group-size", type=int, help="rtn: input columns per scale (default 128; 0 = whole row; a "
-                   "size that does not divide the width leaves a shorter last group). kmeans: output channels "
-                   "per lookup table (default 0 = one table per tensor)")
+    c.add_argument("--group-size", type=int, help="rtn/gptq: input columns per scale (0 = whole row; default "
+                   "128 for rtn, 64 for gptq); a size that does not divide the width leaves a shorter last group. "
+                   "kmeans: output channels per lookup table (default 0 = one table per tensor)")
+    c.add_argument("--act-order", action="store_true", default=None, help="gptq: quantize columns by decreasing "
+                   "Hessian diagonal")
+    c.add_argument("--mode", choices=["lat", "acc"], help="shiftadd: lat = scales per 8-column block "
+                   "(LUT friendly), acc = scales per column (default acc)")
+    c.add_argument("--row-group", type=int, help="shiftadd: output rows sharing a scale (must divide every "
+                   "layer's rows; 0 = all rows; default 64)")
+    c.add_argument("--terms", type=int, help="shiftadd: powers of two per scale (1 = PoT, 2+ = APoT; default 2)")
+    c.add_argument("--avg-bits", type=float, help="shiftadd: mixed 2/3/4-bit layers chosen automatically under "
+                   "this average of stored bits per weight")
+    c.add_argument("--calib-samples", type=int, default=128, help="gptq/shiftadd: calibration windows "
+                   "(wiki-en train split; the quick profile uses 32)")
+    c.add_argument("--calib-seqlen", type=int, default=2048, help="gptq/shiftadd: tokens per calibration "
+                   "window (quick profile: 512)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the calibration windows")
     c.add_argument("--out", help="output directory (written atomically)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     c.add_argument("--json", help="also write the summary to this JSON file")

@@ -5,9 +5,10 @@ Every format exposes ``tensors()`` (what is stored), ``meta()`` (JSON-able shape
 manifest back to the class.
 """
 
+from llmpress.formats.bcq import BCQSpec, BCQTensor
 from llmpress.formats.palette import PaletteSpec, PaletteTensor
 from llmpress.formats.uniform import UniformSpec, UniformTensor
 
-FORMATS = {UniformTensor.FORMAT: UniformTensor, PaletteTensor.FORMAT: PaletteTensor}
+FORMATS = {UniformTensor.FORMAT: UniformTensor, BCQTensor.FORMAT: BCQTensor, PaletteTensor.FORMAT: PaletteTensor}
 
-__all__ = ["FORMATS", "PaletteSpec", "PaletteTensor", "UniformSpec", "UniformTensor"]
+__all__ = ["FORMATS", "BCQSpec", "BCQTensor", "PaletteSpec", "PaletteTensor", "UniformSpec", "UniformTensor"]

@@ -1,8 +1,9 @@
 """Algorithms that turn float weights into compressed formats.
 
 :data:`WEIGHT_METHODS` maps a method name to its config class and a function
-``quantize_weight(weight [out, in], config) -> format``. Methods know nothing of torch.nn
-modules or the CLI.
+``quantize_weight(weight [out, in], config) -> format``. :data:`CALIBRATED_METHODS` do the same
+from the layer's calibration Hessian too: ``quantize(weight, hessian [in, in], config, layer name)
+-> format``. Methods know nothing of torch.nn modules or the CLI.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Callable
 
 from llmpress.config import JsonConfig
 from llmpress.errors import ConfigError
-from llmpress.methods import kmeans, rtn
+from llmpress.methods import gptq, kmeans, rtn, shiftadd
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,16 @@ WEIGHT_METHODS: dict[str, WeightMethod] = {
 }
 
 
+CALIBRATED_METHODS: dict[str, WeightMethod] = {
+    "gptq": WeightMethod("gptq", gptq.GPTQConfig, gptq.quantize),
+    "shiftadd": WeightMethod("shiftadd", shiftadd.ShiftAddConfig, shiftadd.quantize),
+}
+
+
 def get_method(name: str) -> WeightMethod:
+    """A weight-only or calibrated method by name (``name in CALIBRATED_METHODS`` tells which)."""
     try:
-        return WEIGHT_METHODS[name]
+        return WEIGHT_METHODS.get(name) or CALIBRATED_METHODS[name]
     except KeyError:
-        raise ConfigError(f"unknown method {name!r}; available: {sorted(WEIGHT_METHODS)}") from None
+        known = sorted(WEIGHT_METHODS) + sorted(CALIBRATED_METHODS)
+        raise ConfigError(f"unknown method {name!r}; available: {known}") from None

@@ -1,0 +1,94 @@
+"""Binary-coding quantization of independent groups of values (ShiftAddLLM, You et al. 2024, Sec. 4.1).
+
+Each group x [g] is approximated by q scales and q sign vectors, x ~= sum_i alpha_i * b_i with
+b_i in {-1, +1}^g. The greedy start takes b_i = sign(residual), alpha_i = mean |residual|;
+alternating refinement then solves alpha by least squares for fixed b, and b by exhaustive search
+over the 2^q codewords for fixed alpha. Both steps are exact minimisers of the squared error
+over the variable they change, and a round is only kept where it lowered a group's error, so
+refinement can never be worse than the greedy start.
+
+Shapes: x [N, g] (N groups), alpha [N, q], codes [N, q, g] in {-1, +1}.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+# Bound the [elements, 2^q] distance table of the codeword search (bytes of float64).
+_SEARCH_BYTES = 1 << 26
+
+
+@functools.lru_cache(maxsize=32)
+def codewords(q: int, dtype=torch.float64) -> torch.Tensor:
+    """[2^q, q] in {-1, +1}: row k has +1 in column i where bit i of k is set (cached: do not modify)."""
+    k = torch.arange(1 << q).unsqueeze(1)
+    return (((k >> torch.arange(q)) & 1).to(dtype) * 2 - 1)
+
+
+def greedy(x: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor]:
+    residual = x.clone()
+    alphas, codes = [], []
+    for _ in range(q):
+        b = torch.where(residual >= 0, 1.0, -1.0).to(x.dtype)
+        a = residual.abs().mean(dim=1)
+        residual -= a.unsqueeze(1) * b
+        alphas.append(a)
+        codes.append(b)
+    return torch.stack(alphas, 1), torch.stack(codes, 1)
+
+
+def fit_scales(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Least-squares alpha [N, q] for fixed codes: the normal equations (B B^T) alpha = B x, solved
+    with the pseudo-inverse so that repeated or opposite planes (a singular B B^T) still get a
+    minimiser."""
+    # Broadcast products, not batched matmul: these matrices are tiny, and threaded matmul on
+    # tiny batches costs milliseconds per call on a busy machine.
+    gram = (codes.unsqueeze(2) * codes.unsqueeze(1)).sum(3)
+    rhs = (codes * x.unsqueeze(1)).sum(2)
+    return (torch.linalg.pinv(gram) * rhs.unsqueeze(1)).sum(2)
+
+
+def nearest_codes(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """For fixed alpha [N, q], the codes [N, q, g] minimising |x - alpha . b| element by element."""
+    n, g = x.shape
+    q = alpha.shape[1]
+    words = codewords(q, x.dtype)                   # [2^q, q]
+    levels = code_levels(alpha, words)              # [N, 2^q]: every value a code can take
+    rows = max(1, _SEARCH_BYTES // (8 * g * (1 << q)))
+    best = torch.cat([(x[i:i + rows].unsqueeze(2) - levels[i:i + rows].unsqueeze(1)).abs().argmin(dim=2)
+                      for i in range(0, n, rows)])
+    return words[best].transpose(1, 2).contiguous()
+
+
+def code_levels(alpha: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    """[N, 2^q]: the value of every codeword for each group's scales alpha [N, q]."""
+    return (alpha.unsqueeze(1) * words.unsqueeze(0)).sum(2)
+
+
+def reconstruct(alpha: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    return (alpha.unsqueeze(2) * codes).sum(1)
+
+
+def group_error(x: torch.Tensor, alpha: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Squared error per group, [N]."""
+    return (x - reconstruct(alpha, codes)).pow(2).sum(1)
+
+
+def bcq(x: torch.Tensor, q: int, rounds: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy start plus ``rounds`` of alternating refinement; x is promoted to float64."""
+    x = x.to(torch.float64)
+    alpha, codes = greedy(x, q)
+    err = group_error(x, alpha, codes)
+    for _ in range(rounds):
+        new_alpha = fit_scales(x, codes)
+        new_codes = nearest_codes(x, new_alpha)
+        new_err = group_error(x, new_alpha, new_codes)
+        better = new_err < err
+        if not better.any():
+            break
+        alpha = torch.where(better.unsqueeze(1), new_alpha, alpha)
+        codes = torch.where(better.view(-1, 1, 1), new_codes, codes)
+        err = torch.where(better, new_err, err)
+    return alpha, codes

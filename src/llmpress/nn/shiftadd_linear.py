@@ -1,0 +1,58 @@
+"""A Linear layer stored as binary codes with power-of-two scales (ShiftAddLLM)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from llmpress.errors import ConfigError
+from llmpress.kernels import bcq_lut_matmul
+from llmpress.nn.compressed_linear import CompressedLinear
+
+KERNELS = ("lut", "dense")
+
+
+class ShiftAddLinear(CompressedLinear):
+    """y = sum_i alpha_i (B_i x) + b for a :class:`~llmpress.formats.bcq.BCQTensor` weight.
+
+    ``kernel="lut"`` computes it multiplication-free: 8-input look-up tables of +-x sums indexed
+    by the packed bit-plane bytes, scales applied as exponent shifts
+    (:func:`llmpress.kernels.bcq_lut_matmul`). ``kernel="dense"`` multiplies by the dequantized
+    weight instead; both give the same result up to float rounding (tested), and on a CPU in
+    plain torch the dense one is much faster, so it is the default for evaluation.
+    x: [..., in_features] -> y: [..., out_features].
+    """
+
+    def __init__(self, fmt, bias: torch.Tensor | None = None, kernel: str = "dense"):
+        super().__init__(fmt, bias)
+        self.kernel = kernel
+
+    @property
+    def kernel(self) -> str:
+        return self._kernel
+
+    @kernel.setter
+    def kernel(self, value: str) -> None:
+        if value not in KERNELS:
+            raise ConfigError(f"ShiftAddLinear kernel must be one of {KERNELS}, got {value!r}")
+        self._kernel = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._kernel == "dense":
+            return super().forward(x)
+        flat = x.reshape(-1, self.in_features).to(torch.float32)
+        y = bcq_lut_matmul(flat, self.packed()).reshape(*x.shape[:-1], self.out_features)
+        if self.bias is not None:
+            y = y + self.bias.to(torch.float32)
+        return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, kernel={self._kernel}"
+
+
+def set_kernel(model: torch.nn.Module, kernel: str) -> int:
+    """Switch every ShiftAddLinear of ``model`` to ``kernel``; returns how many there are."""
+    layers = [m for m in model.modules() if isinstance(m, ShiftAddLinear)]
+    for m in layers:
+        m.kernel = kernel
+    return len(layers)
