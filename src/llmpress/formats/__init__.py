@@ -5,8 +5,11 @@ Every format exposes ``tensors()`` (what is stored), ``meta()`` (JSON-able shape
 manifest back to the class.
 """
 
+from llmpress.formats.sign_delta import SignDeltaTensor
+from llmpress.formats.sparse_delta import SparseDeltaTensor
 from llmpress.formats.uniform import UniformSpec, UniformTensor
 
-FORMATS = {UniformTensor.FORMAT: UniformTensor}
+FORMATS = {UniformTensor.FORMAT: UniformTensor, SparseDeltaTensor.FORMAT: SparseDeltaTensor,
+           SignDeltaTensor.FORMAT: SignDeltaTensor}
 
-__all__ = ["FORMATS", "UniformSpec", "UniformTensor"]
+__all__ = ["FORMATS", "SignDeltaTensor", "SparseDeltaTensor", "UniformSpec", "UniformTensor"]

@@ -32,3 +32,7 @@ def get_method(name: str) -> WeightMethod:
         return WEIGHT_METHODS[name]
     except KeyError:
         raise ConfigError(f"unknown method {name!r}; available: {sorted(WEIGHT_METHODS)}") from None
+
+
+# Delta compressors (fine-tune minus base) have their own driver: llmpress.models.delta.
+from llmpress.methods.deltadq import CONFIGS as DELTA_METHODS  # noqa: E402
