@@ -160,6 +160,41 @@ def markdown(data: dict) -> str:
                  f"{8 * a['tensor_bytes'] / (a['linear_params'] + a['dense_params']):.3f}" if a else "-",
                  f"{em:.3f}", _gain(em, base_em, ft_em) if a else "-", f"{ppl['ppl']:.2f}" if ppl else "-"]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + choices_table(rows) + "\n\n" + balance_table(data.get("balance"))
+
+
+def choices_table(rows: dict) -> str:
+    """Per compressed row: mean relative output error on the calibration inputs, and what the
+    DeltaDQ search chose (bits k and group size g, counted over the 210 layers)."""
+    from collections import Counter
+
+    lines = ["| model | mean rel. output error | chosen k (layers) | chosen g (layers) |", "|---|---|---|---|"]
+    for label, r in rows.items():
+        layers = r.get("layers")
+        if not layers:
+            continue
+        err = sum(x["rel_error"] for x in layers) / len(layers)
+        ks = Counter(x["bits"] for x in layers if "bits" in x)
+        gs = Counter(x["group"] for x in layers if "group" in x)
+        fmt = lambda c: ", ".join(f"{k}: {v}" for k, v in sorted(c.items())) or "-"  # noqa: E731
+        lines.append(f"| {label} | {err:.3f} | {fmt(ks)} | {fmt(gs)} |")
+    return "\n".join(lines)
+
+
+def balance_table(balance: dict | None) -> str:
+    """DeltaDQ's "balanced intermediate results": variance and range of the products D_ij x_j of
+    one output, for the delta D and for the fine-tuned weight W, averaged per layer type."""
+    if not balance:
+        return ""
+    by_type: dict[str, list[dict]] = {}
+    for row in balance["layers"]:
+        by_type.setdefault(row["name"].rsplit(".", 1)[-1], []).append(row)
+    lines = ["| layer type | delta var | weight var | var ratio | delta range | weight range | range ratio |",
+             "|---|---|---|---|---|---|---|"]
+    for kind, rs in by_type.items():
+        m = {k: sum(r[k] for r in rs) / len(rs) for k in ("delta_var", "weight_var", "delta_range", "weight_range")}
+        lines.append(f"| {kind} | {m['delta_var']:.3g} | {m['weight_var']:.3g} | {m['delta_var'] / m['weight_var']:.2g} | "
+                     f"{m['delta_range']:.3g} | {m['weight_range']:.3g} | {m['delta_range'] / m['weight_range']:.2g} |")
     return "\n".join(lines)
 
 

@@ -102,7 +102,10 @@ def _info(args) -> int:
 def _delta_compress(args) -> int:
     from llmpress import api
 
-    common = {"ratio": args.ratio, "bits": args.bits}  # None = the method's default
+    bits = tuple(int(b) for b in _names(args.bits)) or None
+    if bits and (len(bits) == 1 or args.method != "deltadq"):
+        bits = bits[0] if len(bits) == 1 else bits  # a list for a single-width method fails validation
+    common = {"ratio": args.ratio, "bits": bits}  # None = the method's default
     groups = tuple(int(g) for g in _names(args.group_sizes)) or None
     settings = {"deltadq": {**common, "parts_bits": args.parts_bits, "seed": args.seed, "group_sizes": groups},
                 "dare": {**common, "seed": args.seed}, "magnitude": common, "bitdelta": {}}.get(args.method, common)
@@ -146,7 +149,7 @@ def _delta_info(args) -> int:
     print(f"shared with the base: {len(r['shared'])} tensors; dense deltas: {', '.join(r['dense']) or 'none'}")
     _print_accounting(r["accounting"])
     if args.layers:
-        print(format_table([{"layer": x["name"], "group": x.get("group"), "keep": x.get("keep"), "bytes": x["bytes"],
+        print(format_table([{"layer": x["name"], "bits": x.get("bits"), "group": x.get("group"), "keep": x.get("keep"), "bytes": x["bytes"],
                              "ratio": x["fp16_bytes"] / x["bytes"], "rel. output error": x["rel_error"]}
                             for x in r["layers"]]))
     if args.json:
@@ -237,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--method", default="deltadq", help="deltadq, dare, magnitude or bitdelta")
     dc.add_argument("--ratio", type=float, default=16.0,
                     help="fp16 bytes of the linear deltas / bytes of their stored values")
-    dc.add_argument("--bits", type=int, help="bits per kept value (deltadq/magnitude default 4; dare 16 = fp16)")
+    dc.add_argument("--bits", help="bits per kept value (deltadq/magnitude default 4; dare 16 = fp16); deltadq "
+                    "takes a comma-separated list and picks per layer")
     dc.add_argument("--parts-bits", type=int, default=1, help="separate quantization: split codes into 2^s parts")
     dc.add_argument("--group-sizes", help="comma-separated candidate group sizes for the search")
     dc.add_argument("--calibration", default="arithmetic", help="arithmetic, wiki-en or none (weight error)")

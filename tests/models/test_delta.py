@@ -107,7 +107,7 @@ def test_cli_compress_info_apply(tiny_dir, tiny_tokenizer, fake_cache, tmp_path,
     tiny_tokenizer.save_pretrained(tmp_path / "ft")
     out = tmp_path / "delta"
     assert main(["delta", "compress", "--base", str(tiny_dir), "--finetuned", str(tmp_path / "ft"), "--ratio", "16",
-                 "--group-sizes", "16,32", "--out", str(out), "--json", str(tmp_path / "d.json")]) == 0
+                 "--bits", "2,4", "--group-sizes", "16,32", "--out", str(out), "--json", str(tmp_path / "d.json")]) == 0
     acc = json.loads((tmp_path / "d.json").read_text())["accounting"]
     assert 15 < acc["linear_ratio"] <= 16.1 and acc["directory_bytes"] == sum(f.stat().st_size for f in out.iterdir())
     assert main(["delta", "info", str(out)]) == 0

@@ -103,3 +103,11 @@ def test_bad_settings_are_refused():
         with pytest.raises(ConfigError):
             TrainConfig(**bad)
     assert TrainConfig.from_json(TrainConfig(lr=1e-3).to_json()) == TrainConfig(lr=1e-3)
+
+
+def test_bf16_autocast_and_accumulation_run(tiny_tokenizer):
+    model = make_model(len(tiny_tokenizer))
+    r = finetune(model, tiny_tokenizer, TRAIN, HELD, cfg(steps=2, dtype="bf16", grad_accum=2, eval_interval=0),
+                 progress=False, log=lambda *_: None)
+    assert len(r.losses) == 2 and all(torch.isfinite(torch.tensor(r.losses)))
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
