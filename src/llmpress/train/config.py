@@ -19,7 +19,8 @@ class TrainConfig(JsonConfig):
     ``seq_len`` tokens). The learning rate rises linearly for ``warmup_steps`` then decays to
     ``min_lr_ratio`` x ``lr`` by ``schedule``. ``dtype`` bf16 runs forward/backward under bf16
     autocast with fp32 master weights. Every ``eval_interval`` steps (0 = only at the end) the run
-    measures held-out loss and greedy exact match on ``eval_examples`` held-out examples; every
+    measures held-out loss and greedy exact match on ``eval_examples`` evenly spaced held-out
+    examples; every
     ``save_interval`` steps (0 = never) it writes a resumable state. ``train_embeddings`` False
     freezes the input embedding (and an lm_head tied to it), so a delta leaves them shared.
     """

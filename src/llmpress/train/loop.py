@@ -85,7 +85,7 @@ def held_out_loss(model: nn.Module, items: list[Encoded], pad_id: int, config: T
 
 def evaluate(model: nn.Module, tokenizer, held_out: list[Generation], encoded: list[Encoded], pad_id: int,
              config: TrainConfig, step: int) -> dict:
-    """Held-out target loss and greedy exact match on the first ``eval_examples`` held-out examples."""
+    """Held-out target loss and greedy exact match on ``held_out``."""
     was_training = model.training
     model.eval()
     start = time.perf_counter()
@@ -119,7 +119,9 @@ def finetune(model: nn.Module, tokenizer, train: list[Generation], held_out: lis
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     items = [encode(tokenizer, ex, config.seq_len) for ex in train]
-    eval_set = held_out[:config.eval_examples]
+    # An evenly spaced subset: held-out splits are in file order, i.e. grouped by subtask.
+    stride = max(1, len(held_out) // config.eval_examples) if config.eval_examples else 1
+    eval_set = held_out[::stride][:config.eval_examples]
     eval_items = [encode(tokenizer, ex, config.seq_len) for ex in eval_set]
     history: list[dict] = []
     losses: list[float] = []

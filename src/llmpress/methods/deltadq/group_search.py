@@ -39,6 +39,8 @@ def search_group_size(delta: torch.Tensor, gram: torch.Tensor | None, fraction: 
     """Compress ``delta`` with every candidate group size that keeps >= 1 entry per group; keep the best."""
     cols = delta.shape[1]
     usable = [g for g in candidates if g <= cols and keep_for(g, fraction) >= 1]
+    if fraction >= 1:
+        usable = usable[:1]  # nothing is dropped: every group size gives the same matrix
     if not usable:
         raise ConfigError(f"keep fraction {fraction:.4f} rounds to 0 kept entries in every candidate group size "
                           f"{candidates} (row width {cols}): the ratio is unreachable; use fewer bits, a smaller "
