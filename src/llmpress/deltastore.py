@@ -87,7 +87,10 @@ def save(delta: Delta, path: str | Path, overwrite: bool = False) -> Path:
             "finetuned": {"spec": delta.finetuned_spec},
             "linear": {name: fmt.meta() for name, fmt in delta.linear.items()},
             "dense": sorted(delta.dense), "shared": sorted(delta.shared),
-            "layers": delta.layers, "accounting": delta.accounting(),
+            # Per-layer choices and errors, without the search's per-candidate table: every byte
+            # here counts against the ratio, so only what a reader of the delta needs is kept.
+            "layers": [{k: v for k, v in r.items() if k not in ("errors", "shape")} for r in delta.layers],
+            "accounting": delta.accounting(),
             "files": {TENSORS: {"bytes": f.stat().st_size, "sha256": sha256_file(f)}},
             **({"extra": delta.extra} if delta.extra else {}),
         }
