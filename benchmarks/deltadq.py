@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 from llmpress import api, deltastore
 from llmpress.cache import cache_dir
 from llmpress.data.arithmetic import train_eval_split
-from llmpress.eval import evaluate_generation
+from llmpress.eval.generation import greedy_answers
 from llmpress.methods.deltadq import config_for
 from llmpress.models import delta as dm
 
@@ -60,7 +61,15 @@ def save(path: Path, data: dict) -> None:
 
 
 def exact_match(model, tokenizer, held) -> dict:
-    return evaluate_generation(model, tokenizer, held, max_new_tokens=MAX_NEW_TOKENS, batch_size=32, progress=False)
+    """Greedy exact match (the protocol), plus "first_number": the share of answers whose first
+    integer is the target, which separates knowing the sum from answering in the bare format."""
+    start = time.time()
+    answers = greedy_answers(model, tokenizer, [ex.prompt for ex in held], MAX_NEW_TOKENS, 32, progress=False)
+    exact = sum(a in {t.strip() for t in ex.targets} for a, ex in zip(answers, held))
+    numbers = [re.search(r"-?\d+", a.replace(",", "")) for a in answers]
+    first = sum(m is not None and m.group() in {t.strip() for t in ex.targets} for m, ex in zip(numbers, held))
+    return {"exact_match": exact / len(held), "first_number": first / len(held), "examples": len(held),
+            "seconds": time.time() - start, "answers_sample": answers[:5]}
 
 
 def main() -> None:
@@ -70,6 +79,9 @@ def main() -> None:
     ap.add_argument("--ratios", default=",".join(map(str, RATIOS)))
     ap.add_argument("--ppl", default="base,fine-tune,deltadq", help="row prefixes that also get quick perplexity")
     ap.add_argument("--skip-ppl", action="store_true", help="exact match only (first pass)")
+    ap.add_argument("--examples", type=int, default=300,
+                    help="held-out examples scored per row, evenly spaced over the 600 (the split is in subtask order)")
+    ap.add_argument("--methods", default="deltadq,dare,bitdelta", help="compressed rows to run (also: magnitude)")
     args = ap.parse_args()
     out = Path(args.out)
     if args.render:
@@ -86,6 +98,8 @@ def main() -> None:
     data["finetune_manifest"] = {k: v for k, v in json.loads((cache_dir() / FINETUNE / "llmpress.json").read_text())
                                  .items() if k in ("config", "extra", "source")}
     _, held = train_eval_split()
+    held = held[::max(1, len(held) // args.examples)][:args.examples]
+    data["held_out_examples"] = len(held)
     ids = dm.calibration_ids(ft.tokenizer, CALIBRATION["data"], CALIBRATION["n"], CALIBRATION["seqlen"])
 
     if data.get("balance") is None:
@@ -95,7 +109,10 @@ def main() -> None:
         save(out, data)
 
     ppl_rows = tuple(p for p in args.ppl.split(",") if p)
+    methods = ("none", *args.methods.split(","))
     for label, method, settings in rows_plan(ratios):
+        if method not in methods:
+            continue
         row = data["rows"].setdefault(label, {"method": method, "settings": settings})
         want_ppl = not args.skip_ppl and label.startswith(ppl_rows)
         if "exact_match" in row and (not want_ppl or "ppl_quick" in row):
