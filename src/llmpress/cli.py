@@ -146,7 +146,10 @@ def _delta_info(args) -> int:
     r = api.delta_info(args.path)
     print(f"{r['path']}: {r['method']} {json.dumps(r['config'])}; base {r['base']['spec']} "
           f"(params sha256 {r['base']['sha256_params'][:16]}...), fine-tune {r['finetuned']['spec']}")
-    print(f"shared with the base: {len(r['shared'])} tensors; dense deltas: {', '.join(r['dense']) or 'none'}")
+    dense = r["dense"]
+    print(f"shared with the base (nothing stored): {', '.join(r['shared']) or 'none'}")
+    print(f"dense float16 deltas: {len(dense)} tensors" + (f" ({', '.join(dense[:3])}{', ...' if len(dense) > 3 else ''})"
+                                                          if dense else ""))
     _print_accounting(r["accounting"])
     if args.layers:
         print(format_table([{"layer": x["name"], "bits": x.get("bits"), "group": x.get("group"), "keep": x.get("keep"), "bytes": x["bytes"],
