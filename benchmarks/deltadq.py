@@ -152,6 +152,12 @@ def main() -> None:
     print(markdown(data))
 
 
+def ordered(rows: dict) -> list[tuple[str, dict]]:
+    """Rows in the order of the plan (the JSON stores them sorted by name)."""
+    plan = [label for label, _, _ in rows_plan(RATIOS)]
+    return sorted(rows.items(), key=lambda kv: plan.index(kv[0]) if kv[0] in plan else len(plan))
+
+
 def _gain(em: float, base: float, ft: float) -> str:
     return f"{100 * (em - base) / (ft - base):.0f}%" if ft != base else "-"
 
@@ -162,7 +168,7 @@ def markdown(data: dict) -> str:
     ft_em = rows["fine-tune"]["exact_match"]["exact_match"]
     lines = ["| model | nominal ratio | exact ratio (tensors) | exact ratio (directory) | delta bits/weight | "
              "exact match | gain kept | ppl quick |", "|---|---|---|---|---|---|---|---|"]
-    for label, r in rows.items():
+    for label, r in ordered(rows):
         if "exact_match" not in r:
             continue
         a = r.get("accounting")
@@ -183,7 +189,7 @@ def choices_table(rows: dict) -> str:
     from collections import Counter
 
     lines = ["| model | mean rel. output error | chosen k (layers) | chosen g (layers) |", "|---|---|---|---|"]
-    for label, r in rows.items():
+    for label, r in ordered(rows):
         layers = r.get("layers")
         if not layers:
             continue
