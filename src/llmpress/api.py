@@ -92,6 +92,43 @@ def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path 
     return result
 
 
+def finetune(model: ModelLike = "default", method: str = "full", data: str = "arithmetic",
+             out: str | Path | None = None, overwrite: bool = False, state_dir: str | Path | None = None,
+             progress: bool = True, log=print, **settings):
+    """Fine-tune ``model`` on the train split of ``data`` and save it to ``out`` (an llmpress checkpoint).
+
+    ``settings`` are :class:`llmpress.train.TrainConfig` fields (steps, lr, batch_size, ...). With
+    ``out``, a resumable state lives in ``state_dir`` (default ``<out>.train-state``) while the run
+    goes on: start the same command again after an interruption and it continues from there; it is
+    removed once ``out`` is complete. Returns a :class:`llmpress.train.FinetuneResult` (``.path`` set).
+    """
+    import shutil
+
+    from llmpress.errors import ConfigError
+    from llmpress.train import METHODS, TrainConfig, finetune as run, load_split
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown fine-tuning method {method!r}; available: {sorted(METHODS)}")
+    config = TrainConfig(**settings)
+    if out is not None and Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    if state_dir is None and out is not None:
+        state_dir = Path(out).with_name(Path(out).name + ".train-state")
+    loaded = load(model)
+    train, held_out = load_split(data)
+    result = run(loaded.model, loaded.tokenizer, train, held_out, config, hooks=METHODS[method](),
+                 state_dir=state_dir, progress=progress, log=log)
+    if out is not None:
+        extra = {"data": data, "history": result.history, "losses": result.losses,
+                 "train_seconds": result.seconds, "resumed_from": result.resumed_from,
+                 "train_tokens": result.train_tokens, "frozen": result.frozen}
+        result.path = checkpoint.save(result.model, out, tokenizer=loaded.tokenizer, method=f"finetune-{method}",
+                                      config=config.to_dict(), source=loaded.spec, overwrite=overwrite, extra=extra)
+        if state_dir is not None:
+            shutil.rmtree(state_dir, ignore_errors=True)
+    return result
+
+
 def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "quick", seqlen: int = 2048,
              corpus: str = "wiki-en", split: str = "test", tasks: list[str] | tuple[str, ...] = (),
              limit: int | None = None, batch_size: int = 16, windows: int | None = None,
@@ -124,6 +161,81 @@ def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "qui
             loaded.model, loaded.tokenizer, examples, max_new_tokens=max_new_tokens, batch_size=batch_size,
             limit=limit, progress=progress)
     return result
+
+
+@dataclass
+class DeltaResult:
+    delta: object                     # llmpress.deltastore.Delta
+    accounting: dict                  # exact bytes and ratios (directory_ratio once saved)
+    seconds: float
+    path: Path | None = None
+
+
+def delta_compress(base: ModelLike = "default", finetuned: ModelLike = "default", method: str = "deltadq",
+                   out: str | Path | None = None, overwrite: bool = False, calibration: str | None = "arithmetic",
+                   calib_samples: int = 16, calib_seqlen: int = 256, progress: bool = True,
+                   **settings) -> DeltaResult:
+    """Compress ``finetuned`` - ``base`` with ``method`` (deltadq, dare, magnitude, bitdelta) and save
+    it to ``out`` (a delta directory naming its base by hash). ``settings``: the method's config
+    (deltadq: ratio, bits, parts_bits, group_sizes, seed). ``calibration`` (arithmetic, wiki-en or
+    None) supplies the inputs of the group-size search and of the reported output errors."""
+    from llmpress import deltastore
+    from llmpress.methods.deltadq import config_for
+    from llmpress.models import delta as delta_models
+
+    config = config_for(method, settings)
+    if out is not None and Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    b, f = load(base), load(finetuned)
+    ids = (delta_models.calibration_ids(f.tokenizer, calibration, calib_samples, calib_seqlen)
+           if calibration else None)
+    start = time.perf_counter()
+    d = delta_models.compress(b.model, f.model, method, config, ids, progress=progress)
+    seconds = time.perf_counter() - start
+    d.base_spec, d.finetuned_spec = b.spec, f.spec
+    result = DeltaResult(d, d.accounting(), seconds)
+    if out is not None:
+        result.path = deltastore.save(d, out, overwrite=overwrite)
+        result.accounting = d.accounting(deltastore.directory_bytes(result.path))
+    return result
+
+
+def delta_apply(base: ModelLike, delta: str | Path, out: str | Path | None = None,
+                overwrite: bool = False) -> LoadedModel:
+    """The base with the delta added (a dense fine-tuned model); saved as a checkpoint to ``out``."""
+    from llmpress import deltastore
+    from llmpress.models import delta as delta_models
+
+    d = deltastore.load(delta)
+    b = load(base)
+    delta_models.apply(b.model, d)
+    lm = LoadedModel(b.model, b.tokenizer, f"{b.spec}+delta:{delta}", b.path)
+    if out is not None:
+        lm.path = checkpoint.save(b.model, out, tokenizer=b.tokenizer, method=f"delta-apply-{d.method}",
+                                  config=d.config, source=lm.spec, overwrite=overwrite)
+    return lm
+
+
+def delta_attach(base: LoadedModel, delta: str | Path) -> LoadedModel:
+    """Serve a delta over an already loaded base: shares the base's weights (see models.delta.attach)."""
+    from llmpress import deltastore
+    from llmpress.models import delta as delta_models
+
+    model = delta_models.attach(base.model, deltastore.load(delta))
+    return LoadedModel(model, base.tokenizer, f"{base.spec}+delta:{delta}", None)
+
+
+def delta_info(path: str | Path) -> dict:
+    """Manifest summary of a delta directory with the exact accounting of the files on disk."""
+    from llmpress import deltastore
+
+    m = deltastore.read_manifest(path)
+    files = deltastore.directory_bytes(path)
+    acc = dict(m["accounting"])
+    acc.update(directory_bytes=sum(files.values()), directory_ratio=acc["fp16_bytes"] / sum(files.values()))
+    return {"path": str(path), "method": m["method"], "config": m["config"], "base": m["base"],
+            "finetuned": m["finetuned"], "accounting": acc, "files": files, "dense": m["dense"],
+            "shared": m["shared"], "layers": m["layers"], "extra": m.get("extra", {})}
 
 
 def info(path: str | Path) -> dict:

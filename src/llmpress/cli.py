@@ -45,6 +45,25 @@ def _compress(args) -> int:
     return 0
 
 
+def _finetune(args) -> int:
+    from llmpress import api
+
+    settings = {k: getattr(args, k) for k in ("steps", "lr", "warmup_steps", "schedule", "weight_decay",
+                                              "batch_size", "grad_accum", "seq_len", "dtype", "eval_interval",
+                                              "eval_examples", "save_interval", "seed")}
+    settings["train_embeddings"] = not args.freeze_embeddings
+    r = api.finetune(args.model, method=args.method, data=args.data, out=args.out, overwrite=args.overwrite,
+                     **settings)
+    print(format_table(r.history, ["step", "train_loss", "held_out_loss", "exact_match", "examples", "seconds"]))
+    print(f"{r.steps} steps ({r.steps - r.resumed_from} in this run, {r.seconds:.0f} s, {r.train_tokens} tokens), "
+          f"{r.trainable_params} trainable parameters" + (f", frozen: {', '.join(r.frozen)}" if r.frozen else ""))
+    print(f"saved to {r.path}" if r.path else "not saved (no --out)")
+    if args.json:
+        api.write_json(args.json, {"config": r.config.to_dict(), "history": r.history, "losses": r.losses,
+                                   "seconds": r.seconds, "path": str(r.path) if r.path else None})
+    return 0
+
+
 def _eval(args) -> int:
     from llmpress import api
 
@@ -95,6 +114,67 @@ def _info(args) -> int:
     return 0
 
 
+def _delta_compress(args) -> int:
+    from llmpress import api
+
+    bits = tuple(int(b) for b in _names(args.bits)) or None
+    if bits and (len(bits) == 1 or args.method != "deltadq"):
+        bits = bits[0] if len(bits) == 1 else bits  # a list for a single-width method fails validation
+    common = {"ratio": args.ratio, "bits": bits}  # None = the method's default
+    groups = tuple(int(g) for g in _names(args.group_sizes)) or None
+    settings = {"deltadq": {**common, "parts_bits": args.parts_bits, "seed": args.seed, "group_sizes": groups},
+                "dare": {**common, "seed": args.seed}, "magnitude": common, "bitdelta": {}}.get(args.method, common)
+    r = api.delta_compress(args.base, args.finetuned, method=args.method, out=args.out, overwrite=args.overwrite,
+                           calibration=None if args.calibration == "none" else args.calibration, **settings)
+    _print_accounting(r.accounting)
+    print(f"saved to {r.path}" if r.path else "not saved (no --out)")
+    if args.json:
+        api.write_json(args.json, {"config": r.delta.config, "accounting": r.accounting, "layers": r.delta.layers,
+                                   "seconds": r.seconds})
+    return 0
+
+
+def _print_accounting(a: dict) -> None:
+    rows = [{"part": "linear deltas", "params": a["linear_params"], "bytes": a["linear_bytes"],
+             "fp16 bytes": a["linear_fp16_bytes"], "ratio": a["linear_ratio"]},
+            {"part": "dense deltas (fp16)", "params": a["dense_params"], "bytes": a["dense_bytes"],
+             "fp16 bytes": a["dense_params"] * 2, "ratio": 1.0 if a["dense_params"] else None},
+            {"part": "all tensors", "params": a["linear_params"] + a["dense_params"], "bytes": a["tensor_bytes"],
+             "fp16 bytes": a["fp16_bytes"], "ratio": a["tensor_ratio"]}]
+    if "directory_bytes" in a:
+        rows.append({"part": "directory (every file)", "params": None, "bytes": a["directory_bytes"],
+                     "fp16 bytes": a["fp16_bytes"], "ratio": a["directory_ratio"]})
+    print(format_table(rows))
+
+
+def _delta_apply(args) -> int:
+    from llmpress import api
+
+    lm = api.delta_apply(args.base, args.delta, out=args.out, overwrite=args.overwrite)
+    print(f"saved to {lm.path}" if args.out else "applied (no --out, nothing saved)")
+    return 0
+
+
+def _delta_info(args) -> int:
+    from llmpress import api
+
+    r = api.delta_info(args.path)
+    print(f"{r['path']}: {r['method']} {json.dumps(r['config'])}; base {r['base']['spec']} "
+          f"(params sha256 {r['base']['sha256_params'][:16]}...), fine-tune {r['finetuned']['spec']}")
+    dense = r["dense"]
+    print(f"shared with the base (nothing stored): {', '.join(r['shared']) or 'none'}")
+    print(f"dense float16 deltas: {len(dense)} tensors" + (f" ({', '.join(dense[:3])}{', ...' if len(dense) > 3 else ''})"
+                                                          if dense else ""))
+    _print_accounting(r["accounting"])
+    if args.layers:
+        print(format_table([{"layer": x["name"], "bits": x.get("bits"), "group": x.get("group"), "keep": x.get("keep"), "bytes": x["bytes"],
+                             "ratio": x["fp16_bytes"] / x["bytes"], "rel. output error": x["rel_error"]}
+                            for x in r["layers"]]))
+    if args.json:
+        api.write_json(args.json, r)
+    return 0
+
+
 def _bench_demo(args) -> int:
     from llmpress import api
 
@@ -137,6 +217,30 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", help="also write the summary to this JSON file")
     c.set_defaults(func=_compress)
 
+    f = sub.add_parser("finetune", help="fine-tune a model (loss on answers only) and save a checkpoint")
+    f.add_argument("--model", default="default")
+    f.add_argument("--method", default="full", help="full (plain fine-tuning)")
+    f.add_argument("--data", default="arithmetic", help="arithmetic or natural_instructions (seeded split)")
+    f.add_argument("--steps", type=int, default=300)
+    f.add_argument("--lr", type=float, default=5e-5)
+    f.add_argument("--warmup-steps", type=int, default=20)
+    f.add_argument("--schedule", default="cosine", help="cosine, linear or constant after warm-up")
+    f.add_argument("--weight-decay", type=float, default=0.0)
+    f.add_argument("--batch-size", type=int, default=16)
+    f.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    f.add_argument("--seq-len", type=int, default=64, help="tokens per example (prompt cut from the left)")
+    f.add_argument("--dtype", default="fp32", help="fp32, or bf16 (autocast, fp32 master weights)")
+    f.add_argument("--eval-interval", type=int, default=100, help="steps between held-out evaluations")
+    f.add_argument("--eval-examples", type=int, default=200, help="held-out examples per evaluation")
+    f.add_argument("--save-interval", type=int, default=50, help="steps between resumable states (0 = none)")
+    f.add_argument("--freeze-embeddings", action="store_true",
+                   help="keep the input embedding (and a tied lm_head) as in the base model")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", help="output checkpoint directory; rerunning continues an interrupted run")
+    f.add_argument("--overwrite", action="store_true")
+    f.add_argument("--json", help="also write the history to this JSON file")
+    f.set_defaults(func=_finetune)
+
     e = sub.add_parser("eval", help="perplexity and zero-shot multiple choice")
     e.add_argument("target", nargs="?", help="model spec or checkpoint directory (same as --model)")
     e.add_argument("--model", default="default")
@@ -160,6 +264,36 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--no-layers", dest="layers", action="store_false", help="omit the per-layer table")
     i.add_argument("--json")
     i.set_defaults(func=_info)
+
+    dl = sub.add_parser("delta", help="compress a fine-tune as a delta over its base; apply a delta")
+    dsub = dl.add_subparsers(dest="delta", required=True)
+    dc = dsub.add_parser("compress", help="store finetuned - base compressed (DeltaDQ or a baseline)")
+    dc.add_argument("--base", default="default", help="the base model (spec or checkpoint)")
+    dc.add_argument("--finetuned", required=True, help="the fine-tuned model (spec or checkpoint)")
+    dc.add_argument("--method", default="deltadq", help="deltadq, dare, magnitude or bitdelta")
+    dc.add_argument("--ratio", type=float, default=16.0,
+                    help="fp16 bytes of the linear deltas / bytes of their stored values")
+    dc.add_argument("--bits", help="bits per kept value (deltadq/magnitude default 4; dare 16 = fp16); deltadq "
+                    "takes a comma-separated list and picks per layer")
+    dc.add_argument("--parts-bits", type=int, default=1, help="separate quantization: split codes into 2^s parts")
+    dc.add_argument("--group-sizes", help="comma-separated candidate group sizes for the search")
+    dc.add_argument("--calibration", default="arithmetic", help="arithmetic, wiki-en or none (weight error)")
+    dc.add_argument("--seed", type=int, default=0)
+    dc.add_argument("--out", help="output delta directory")
+    dc.add_argument("--overwrite", action="store_true")
+    dc.add_argument("--json")
+    dc.set_defaults(func=_delta_compress)
+    da = dsub.add_parser("apply", help="base + delta -> a dense fine-tuned checkpoint")
+    da.add_argument("--base", default="default")
+    da.add_argument("--delta", required=True)
+    da.add_argument("--out", required=True)
+    da.add_argument("--overwrite", action="store_true")
+    da.set_defaults(func=_delta_apply)
+    di = dsub.add_parser("info", help="describe a delta directory: base hash, exact bytes and ratios")
+    di.add_argument("path")
+    di.add_argument("--no-layers", dest="layers", action="store_false")
+    di.add_argument("--json")
+    di.set_defaults(func=_delta_info)
 
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench", required=True)

@@ -7,8 +7,12 @@ manifest back to the class.
 
 from llmpress.formats.bcq import BCQSpec, BCQTensor
 from llmpress.formats.palette import PaletteSpec, PaletteTensor
+from llmpress.formats.sign_delta import SignDeltaTensor
+from llmpress.formats.sparse_delta import SparseDeltaTensor
 from llmpress.formats.uniform import UniformSpec, UniformTensor
 
-FORMATS = {UniformTensor.FORMAT: UniformTensor, BCQTensor.FORMAT: BCQTensor, PaletteTensor.FORMAT: PaletteTensor}
+FORMATS = {UniformTensor.FORMAT: UniformTensor, BCQTensor.FORMAT: BCQTensor, PaletteTensor.FORMAT: PaletteTensor,
+           SparseDeltaTensor.FORMAT: SparseDeltaTensor, SignDeltaTensor.FORMAT: SignDeltaTensor}
 
-__all__ = ["FORMATS", "BCQSpec", "BCQTensor", "PaletteSpec", "PaletteTensor", "UniformSpec", "UniformTensor"]
+__all__ = ["FORMATS", "BCQSpec", "BCQTensor", "PaletteSpec", "PaletteTensor", "SignDeltaTensor", "SparseDeltaTensor",
+           "UniformSpec", "UniformTensor"]

@@ -42,3 +42,7 @@ def get_method(name: str) -> WeightMethod:
     except KeyError:
         known = sorted(WEIGHT_METHODS) + sorted(CALIBRATED_METHODS)
         raise ConfigError(f"unknown method {name!r}; available: {known}") from None
+
+
+# Delta compressors (fine-tune minus base) have their own driver: llmpress.models.delta.
+from llmpress.methods.deltadq import CONFIGS as DELTA_METHODS  # noqa: E402

@@ -1,0 +1,222 @@
+"""DeltaDQ and baselines on a real fine-tune of the default model (issue 6).
+
+    python benchmarks/deltadq.py            # writes benchmarks/results/deltadq.json (resumes it)
+    python benchmarks/deltadq.py --render   # prints the BENCHMARKS.md tables from that JSON
+
+The pair: base = the default model, fine-tune = `llmpress finetune --method full --data
+arithmetic` cached under $LLMPRESS_CACHE/finetunes (see FINETUNE below). Every row is the base
+plus a delta compressed by one method at one nominal ratio, evaluated on the arithmetic held-out
+split (greedy exact match, all examples) and, where time allowed, quick-profile wiki-en
+perplexity. Ratios are exact: every stored tensor byte, and every byte of the saved delta
+directory (manifest included), against the same delta in float16.
+
+Measurements are written to the JSON after each one, and a rerun skips what is there, so an
+interrupted run continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from llmpress import api, deltastore
+from llmpress.cache import cache_dir
+from llmpress.data.arithmetic import train_eval_split
+from llmpress.eval.generation import greedy_answers
+from llmpress.methods.deltadq import config_for
+from llmpress.models import delta as dm
+
+RESULTS = Path(__file__).parent / "results" / "deltadq.json"
+FINETUNE = "finetunes/smollm2-arithmetic-full"
+RATIOS = (8, 16, 32, 64, 128, 256)
+DELTADQ = {"bits": (1, 2, 4), "group_sizes": (16, 64, 256), "parts_bits": 1, "seed": 0}
+CALIBRATION = {"data": "arithmetic", "n": 16, "seqlen": 256}
+MAX_NEW_TOKENS = 8
+
+
+def rows_plan(ratios) -> list[tuple[str, str, dict]]:
+    plan = [("base", "none", {}), ("fine-tune", "none", {})]
+    plan += [(f"deltadq {r}x", "deltadq", {"ratio": r, **DELTADQ}) for r in ratios]
+    plan += [(f"dare {r}x", "dare", {"ratio": r, "bits": 16, "seed": 0}) for r in ratios]
+    plan += [("bitdelta", "bitdelta", {})]
+    plan += [(f"magnitude {r}x", "magnitude", {"ratio": r, "bits": 4}) for r in (16, 64)]
+    return plan
+
+
+def load_results(path: Path, ratios) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"benchmark": "deltadq", "rows": {}, "balance": None}
+
+
+def save(path: Path, data: dict) -> None:
+    api.write_json(path, data)
+
+
+def exact_match(model, tokenizer, held) -> dict:
+    """Greedy exact match (the protocol), plus "first_number": the share of answers whose first
+    integer is the target, which separates knowing the sum from answering in the bare format."""
+    start = time.time()
+    answers = greedy_answers(model, tokenizer, [ex.prompt for ex in held], MAX_NEW_TOKENS, 32, progress=False)
+    exact = sum(a in {t.strip() for t in ex.targets} for a, ex in zip(answers, held))
+    numbers = [re.search(r"-?\d+", a.replace(",", "")) for a in answers]
+    first = sum(m is not None and m.group() in {t.strip() for t in ex.targets} for m, ex in zip(numbers, held))
+    return {"exact_match": exact / len(held), "first_number": first / len(held), "examples": len(held),
+            "seconds": time.time() - start, "answers_sample": answers[:5]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--render", action="store_true")
+    ap.add_argument("--ratios", default=",".join(map(str, RATIOS)))
+    ap.add_argument("--ppl", default="base,fine-tune,deltadq", help="row prefixes that also get quick perplexity")
+    ap.add_argument("--skip-ppl", action="store_true", help="exact match only (first pass)")
+    ap.add_argument("--examples", type=int, default=300,
+                    help="held-out examples scored per row, evenly spaced over the 600 (the split is in subtask order)")
+    ap.add_argument("--methods", default="deltadq,dare,bitdelta", help="compressed rows to run (also: magnitude)")
+    args = ap.parse_args()
+    out = Path(args.out)
+    if args.render:
+        print(markdown(json.loads(out.read_text())))
+        return
+    ratios = tuple(int(r) for r in args.ratios.split(","))
+    data = load_results(out, ratios)
+    data.update(command="python " + " ".join(sys.argv), machine=api.machine(),
+                finetune=str(cache_dir() / FINETUNE), deltadq_settings=DELTADQ, calibration=CALIBRATION,
+                max_new_tokens=MAX_NEW_TOKENS)
+    started = time.time()
+    base = api.load("default")
+    ft = api.load(cache_dir() / FINETUNE)
+    data["finetune_manifest"] = {k: v for k, v in json.loads((cache_dir() / FINETUNE / "llmpress.json").read_text())
+                                 .items() if k in ("config", "extra", "source")}
+    _, held = train_eval_split()
+    held = held[::max(1, len(held) // args.examples)][:args.examples]
+    data["held_out_examples"] = len(held)
+    ids = dm.calibration_ids(ft.tokenizer, CALIBRATION["data"], CALIBRATION["n"], CALIBRATION["seqlen"])
+
+    if data.get("balance") is None:
+        t = time.time()
+        stats = dm.balance_stats(base.model, ft.model, ids, tokens=16)
+        data["balance"] = {"layers": stats, "seconds": time.time() - t}
+        save(out, data)
+
+    ppl_rows = tuple(p for p in args.ppl.split(",") if p)
+    methods = ("none", *args.methods.split(","))
+    for label, method, settings in rows_plan(ratios):
+        if method not in methods:
+            continue
+        row = data["rows"].setdefault(label, {"method": method, "settings": settings})
+        want_ppl = not args.skip_ppl and label.startswith(ppl_rows)
+        if "exact_match" in row and (not want_ppl or "ppl_quick" in row):
+            continue
+        if method == "none":
+            lm = base if label == "base" else ft
+        else:
+            # Deltas are kept in the cache, so a second pass (perplexity) reloads instead of recompressing.
+            where = cache_dir("bench-deltadq") / label.replace(" ", "-")
+            wanted = json.loads(json.dumps(config_for(method, settings).to_dict()))
+            if not (where / deltastore.MANIFEST).is_file() or deltastore.read_manifest(where)["config"] != wanted:
+                t = time.time()
+                delta = dm.compress(base.model, ft.model, method, config_for(method, settings), ids)
+                row["compress_seconds"] = time.time() - t
+                row["layers"] = [{k: v for k, v in r.items() if k != "shape"} for r in delta.layers]
+                deltastore.save(delta, where, overwrite=True)
+            delta = deltastore.load(where)
+            row["accounting"] = delta.accounting(deltastore.directory_bytes(where))
+            model = dm.apply(copy.deepcopy(base.model), delta)
+            lm = api.LoadedModel(model, base.tokenizer, label)
+        if "exact_match" not in row:
+            row["exact_match"] = exact_match(lm.model, lm.tokenizer, held)
+            print(label, row["exact_match"], flush=True)
+            save(out, data)
+        if want_ppl and "ppl_quick" not in row:
+            row["ppl_quick"] = api.evaluate(lm, profile="quick", progress=False)["perplexity"]
+            print(label, row["ppl_quick"]["ppl"], flush=True)
+            save(out, data)
+        if label == "deltadq 32x" and "served_exact_match" not in row:
+            # The same delta served over the shared base (DeltaLinear, sparse), not merged.
+            served = dm.attach(base.model, delta)
+            row["served_exact_match"] = exact_match(served, base.tokenizer, held)
+            save(out, data)
+        del lm
+    data["wall_seconds"] = data.get("wall_seconds", 0) + time.time() - started
+    save(out, data)
+    print(markdown(data))
+
+
+def ordered(rows: dict) -> list[tuple[str, dict]]:
+    """Rows in the order of the plan (the JSON stores them sorted by name)."""
+    plan = [label for label, _, _ in rows_plan(RATIOS)]
+    return sorted(rows.items(), key=lambda kv: plan.index(kv[0]) if kv[0] in plan else len(plan))
+
+
+def _gain(em: float, base: float, ft: float) -> str:
+    return f"{100 * (em - base) / (ft - base):.0f}%" if ft != base else "-"
+
+
+def markdown(data: dict) -> str:
+    rows = data["rows"]
+    base_em = rows["base"]["exact_match"]["exact_match"]
+    ft_em = rows["fine-tune"]["exact_match"]["exact_match"]
+    lines = ["| model | nominal ratio | exact ratio (tensors) | exact ratio (directory) | delta bits/weight | "
+             "exact match | gain kept | ppl quick |", "|---|---|---|---|---|---|---|---|"]
+    for label, r in ordered(rows):
+        if "exact_match" not in r:
+            continue
+        a = r.get("accounting")
+        em = r["exact_match"]["exact_match"]
+        ppl = r.get("ppl_quick")
+        nominal = r["settings"].get("ratio", "~16 (sign)" if r["method"] == "bitdelta" else "-")
+        cells = [label, f"{nominal}" if isinstance(nominal, str) else f"{nominal:g}x",
+                 f"{a['tensor_ratio']:.1f}x" if a else "-", f"{a['directory_ratio']:.1f}x" if a else "-",
+                 f"{8 * a['tensor_bytes'] / (a['linear_params'] + a['dense_params']):.3f}" if a else "-",
+                 f"{em:.3f}", _gain(em, base_em, ft_em) if a else "-", f"{ppl['ppl']:.2f}" if ppl else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + choices_table(rows) + "\n\n" + balance_table(data.get("balance"))
+
+
+def choices_table(rows: dict) -> str:
+    """Per compressed row: mean relative output error on the calibration inputs, and what the
+    DeltaDQ search chose (bits k and group size g, counted over the 210 layers)."""
+    from collections import Counter
+
+    lines = ["| model | mean rel. output error | chosen k (layers) | chosen g (layers) |", "|---|---|---|---|"]
+    for label, r in ordered(rows):
+        layers = r.get("layers")
+        if not layers:
+            continue
+        err = sum(x["rel_error"] for x in layers) / len(layers)
+        ks = Counter(x["bits"] for x in layers if "bits" in x)
+        gs = Counter(x["group"] for x in layers if "group" in x)
+        fmt = lambda c: ", ".join(f"{k}: {v}" for k, v in sorted(c.items())) or "-"  # noqa: E731
+        lines.append(f"| {label} | {err:.3f} | {fmt(ks)} | {fmt(gs)} |")
+    return "\n".join(lines)
+
+
+def balance_table(balance: dict | None) -> str:
+    """DeltaDQ's "balanced intermediate results": variance and range of the products D_ij x_j of
+    one output, for the delta D and for the fine-tuned weight W, averaged per layer type."""
+    if not balance:
+        return ""
+    by_type: dict[str, list[dict]] = {}
+    for row in balance["layers"]:
+        by_type.setdefault(row["name"].rsplit(".", 1)[-1], []).append(row)
+    lines = ["| layer type | delta var | weight var | var ratio | delta range | weight range | range ratio |",
+             "|---|---|---|---|---|---|---|"]
+    for kind, rs in by_type.items():
+        m = {k: sum(r[k] for r in rs) / len(rs) for k in ("delta_var", "weight_var", "delta_range", "weight_range")}
+        lines.append(f"| {kind} | {m['delta_var']:.3g} | {m['weight_var']:.3g} | {m['delta_var'] / m['weight_var']:.2g} | "
+                     f"{m['delta_range']:.3g} | {m['weight_range']:.3g} | {m['delta_range'] / m['weight_range']:.2g} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

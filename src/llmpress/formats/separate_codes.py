@@ -1,0 +1,84 @@
+"""Uniform k-bit codes for the kept delta values, and DeltaDQ's separate quantization of them.
+
+Uniform codes: value v -> code c = clamp(round((v - lo) / step), 0, 2^k - 1), v ~= lo + c * step,
+with one (lo, step) pair per matrix. ``lo = -clip`` and ``step = 2 clip / (2^k - 1)``, where the
+clip is chosen from a fixed list of fractions of max|v| by least squared error: the kept deltas
+are bell-shaped and a few outliers would otherwise waste most levels at 2-4 bits.
+
+Separate quantization (Jiang et al. 2024, DeltaDQ): the k-bit codes are split into m = 2^s parts
+by their top s bits; each part stores only the low k - s bits of its members, and which part an
+entry belongs to supplies the top bits: c = (part << (k - s)) | low. Here the entry positions
+come from a seed, so membership is stored explicitly as an s-bit part id per entry (packed);
+the split is therefore exact and costs the same k bits per entry as the plain codes. It saves
+bits only where positions are stored anyway (then the part is the list an index sits in).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from llmpress.errors import ConfigError
+from llmpress.formats import bitpack
+
+CLIP_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
+
+
+def check_bits(bits: int, parts_bits: int) -> None:
+    if not isinstance(bits, int) or not 1 <= bits <= 8:
+        raise ConfigError(f"delta value bits must be an integer in 1..8, got {bits!r}")
+    if not isinstance(parts_bits, int) or not 0 <= parts_bits <= bits:
+        raise ConfigError(f"separate quantization splits {bits}-bit codes by 0..{bits} top bits, got {parts_bits!r}")
+
+
+def uniform_grid(values: torch.Tensor, bits: int) -> tuple[float, float]:
+    """(lo, step) of the symmetric k-bit grid with the least squared error on ``values``."""
+    v = values.to(torch.float32)
+    amax = float(v.abs().max()) if v.numel() else 0.0
+    if amax == 0.0:
+        return 0.0, 1.0
+    levels = (1 << bits) - 1
+    best = None
+    for frac in CLIP_FRACTIONS:
+        clip = amax * frac
+        step = 2 * clip / levels
+        err = float(((torch.clamp(torch.round((v + clip) / step), 0, levels) * step - clip - v) ** 2).sum())
+        if best is None or err < best[0]:
+            best = (err, -clip, step)
+    return best[1], best[2]
+
+
+def encode(values: torch.Tensor, bits: int, lo: float, step: float) -> torch.Tensor:
+    """Codes (int64, same shape) of ``values`` on the grid (lo, step)."""
+    return torch.clamp(torch.round((values.to(torch.float32) - lo) / step), 0, (1 << bits) - 1).to(torch.int64)
+
+
+def decode(codes: torch.Tensor, lo: float, step: float) -> torch.Tensor:
+    return lo + codes.to(torch.float32) * step
+
+
+def split(codes: torch.Tensor, bits: int, parts_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(part id = top ``parts_bits`` bits, low ``bits - parts_bits`` bits) of each code."""
+    check_bits(bits, parts_bits)
+    low_bits = bits - parts_bits
+    return codes >> low_bits, codes & ((1 << low_bits) - 1)
+
+
+def merge(part: torch.Tensor, low: torch.Tensor, bits: int, parts_bits: int) -> torch.Tensor:
+    check_bits(bits, parts_bits)
+    return (part.to(torch.int64) << (bits - parts_bits)) | low.to(torch.int64)
+
+
+def pack_split(codes: torch.Tensor, bits: int, parts_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packed (membership, low) streams of flat ``codes``; an empty stream where its width is 0."""
+    part, low = split(codes.reshape(-1), bits, parts_bits)
+    empty = torch.zeros(0, dtype=torch.uint8)
+    return (bitpack.pack(part, parts_bits) if parts_bits else empty,
+            bitpack.pack(low, bits - parts_bits) if bits > parts_bits else empty)
+
+
+def unpack_split(membership: torch.Tensor, low: torch.Tensor, n: int, bits: int, parts_bits: int) -> torch.Tensor:
+    """Flat int64 codes from the packed streams (inverse of :func:`pack_split`)."""
+    zeros = torch.zeros(n, dtype=torch.int64)
+    part = bitpack.unpack(membership, parts_bits, n) if parts_bits else zeros
+    rest = bitpack.unpack(low, bits - parts_bits, n) if bits > parts_bits else zeros
+    return merge(part, rest, bits, parts_bits)

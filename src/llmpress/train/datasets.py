@@ -1,0 +1,31 @@
+"""Named training data: a seeded (train, held-out) split of prompt -> target examples."""
+
+from __future__ import annotations
+
+from llmpress.data.bigbench import Generation
+from llmpress.errors import ConfigError
+
+
+def _arithmetic() -> tuple[list[Generation], list[Generation]]:
+    from llmpress.data.arithmetic import train_eval_split
+
+    return train_eval_split()
+
+
+def _natural_instructions() -> tuple[list[Generation], list[Generation]]:
+    from llmpress.data.instructions import train_eval_split
+
+    train, held = train_eval_split()
+    as_gen = lambda pairs: [Generation(p.input + "\nAnswer:", (p.target,)) for p in pairs]  # noqa: E731
+    return as_gen(train), as_gen(held)
+
+
+DATASETS = {"arithmetic": _arithmetic, "natural_instructions": _natural_instructions}
+
+
+def load_split(name: str) -> tuple[list[Generation], list[Generation]]:
+    """(train, held-out) examples of a named data set (DESIGN.md protocols)."""
+    try:
+        return DATASETS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown training data {name!r}; choose one of {sorted(DATASETS)}") from None

@@ -1,0 +1,79 @@
+"""Prompt -> target examples turned into token batches whose loss covers only the target.
+
+A training example is the prompt's tokens followed by the target's tokens and EOS; labels are
+-100 (ignored) on the prompt, so the model learns to answer, not to repeat questions. Batches
+are right-padded; padding is masked out of attention and loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from llmpress.data.bigbench import Generation
+from llmpress.errors import ConfigError
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Encoded:
+    ids: list[int]
+    labels: list[int]
+
+
+def encode(tokenizer, example: Generation, seq_len: int) -> Encoded:
+    """Prompt, then " " + the first target and EOS. Truncated from the left of the prompt when
+    longer than ``seq_len`` (the answer is what must survive)."""
+    prompt = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
+    target = tokenizer(" " + example.targets[0].strip(), add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        target = target + [tokenizer.eos_token_id]
+    if len(target) >= seq_len:
+        raise ConfigError(f"a target of {len(target)} tokens does not fit seq_len={seq_len}; raise --seq-len")
+    prompt = prompt[max(0, len(prompt) + len(target) - seq_len):]
+    return Encoded(prompt + target, [IGNORE] * len(prompt) + target)
+
+
+def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """{input_ids, attention_mask, labels}: [batch, longest] tensors, right-padded."""
+    width = max(len(e.ids) for e in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros(len(items), width, dtype=torch.long)
+    for row, e in enumerate(items):
+        n = len(e.ids)
+        ids[row, :n] = torch.tensor(e.ids)
+        labels[row, :n] = torch.tensor(e.labels)
+        mask[row, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def batch_indices(n: int, step: int, micro: int, config) -> list[int]:
+    """Example indices of micro-batch ``micro`` of optimizer step ``step``.
+
+    Order is a seeded permutation per epoch, so the batches of any step follow from (seed, step)
+    alone: a resumed run sees exactly the data the uninterrupted run would have seen.
+    """
+    per_step = config.examples_per_step
+    start = step * per_step + micro * config.batch_size
+    out = []
+    for pos in range(start, start + config.batch_size):
+        epoch, offset = divmod(pos, n)
+        perm = _permutation(n, config.seed, epoch)
+        out.append(perm[offset])
+    return out
+
+
+_PERMS: dict[tuple[int, int, int], list[int]] = {}
+
+
+def _permutation(n: int, seed: int, epoch: int) -> list[int]:
+    key = (n, seed, epoch)
+    if key not in _PERMS:
+        if len(_PERMS) > 4:
+            _PERMS.clear()
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        _PERMS[key] = torch.randperm(n, generator=g).tolist()
+    return _PERMS[key]

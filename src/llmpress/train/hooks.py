@@ -1,0 +1,26 @@
+"""Where a compression method plugs into fine-tuning.
+
+``prepare`` runs before the optimizer is built (and before a resumed state is loaded), so it may
+wrap modules and add parameters (DKM's soft k-means layers); ``finalize`` runs after the last
+step and may replace them (hard-assigned palettized modules). ``settings`` are stored with a
+resumable state: resuming under different settings is refused.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class TrainHooks:
+    """Plain full fine-tuning: every hook is the identity."""
+
+    name = "full"
+
+    def settings(self) -> dict:
+        return {}
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def finalize(self, model: nn.Module) -> nn.Module:
+        return model

@@ -1,0 +1,125 @@
+import copy
+import json
+
+import pytest
+import torch
+
+from llmpress import api, deltastore
+from llmpress.cli import main
+from llmpress.errors import CheckpointError, ConfigError
+from llmpress.methods.deltadq import BitDeltaConfig, DeltaDQConfig
+from llmpress.models import delta as dm
+from llmpress.nn import DeltaLinear
+
+from conftest import make_model
+
+
+def finetune_of(base, seed=1, scale=0.01, embeddings=False):
+    ft = copy.deepcopy(base)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in ft.named_parameters():
+            if "embed" not in n or embeddings:
+                p.add_(torch.randn(p.shape, generator=g) * scale)
+    return ft
+
+
+@pytest.fixture
+def pair(tiny_tokenizer):
+    base = make_model(len(tiny_tokenizer))
+    return base, finetune_of(base)
+
+
+def ids(n=2, seq=48):
+    return torch.randint(0, 300, (n, seq), generator=torch.Generator().manual_seed(0))
+
+
+def test_extraction_shares_the_frozen_embedding_and_stores_norms(pair):
+    base, ft = pair
+    d = dm.compress(base, ft, "deltadq", DeltaDQConfig(ratio=8, group_sizes=(16, 32)), ids(), progress=False)
+    assert set(d.shared) == {"model.embed_tokens.weight"}  # lm_head is tied to it
+    assert len(d.linear) == 14 and all("norm" in n for n in d.dense) and len(d.dense) == 5
+    assert d.extra["counts"]["linear_layers"] == 14
+
+
+def test_apply_and_attach_give_the_same_model_and_attach_shares_the_base(pair):
+    base, ft = pair
+    d = dm.compress(base, ft, "deltadq", DeltaDQConfig(ratio=8, bits=(2, 4), group_sizes=(16, 32)), ids(),
+                    progress=False)
+    d2 = dm.compress(base, finetune_of(base, seed=7), "bitdelta", BitDeltaConfig(), None, progress=False)
+    a, b = dm.attach(base, d), dm.attach(base, d2)
+    merged = dm.apply(copy.deepcopy(base), d)
+    x = ids(1, 20)
+    with torch.no_grad():
+        assert torch.allclose(a(x).logits, merged(x).logits, atol=1e-4)
+        before = base(x).logits
+        assert not torch.allclose(a(x).logits, b(x).logits)
+        assert torch.equal(base(x).logits, before)  # serving did not change the base
+    qa, qb = a.model.layers[0].self_attn.q_proj, b.model.layers[0].self_attn.q_proj
+    assert isinstance(qa, DeltaLinear) and qa.base.weight is qb.base.weight is base.model.layers[0].self_attn.q_proj.weight
+    assert a.model.embed_tokens.weight is base.model.embed_tokens.weight
+    dense_params = {p.data_ptr() for p in a.parameters()} - {p.data_ptr() for p in base.parameters()}
+    assert sum(p.numel() for p in a.parameters() if p.data_ptr() in dense_params) == d.accounting()["dense_params"]
+
+
+def test_save_load_round_trip_and_accounting_matches_the_files(pair, tmp_path):
+    base, ft = pair
+    d = dm.compress(base, ft, "deltadq", DeltaDQConfig(ratio=16, group_sizes=(16, 32)), ids(), progress=False)
+    path = deltastore.save(d, tmp_path / "d")
+    back = deltastore.load(path)
+    assert back.base_hash == d.base_hash
+    assert DeltaDQConfig.from_dict(back.config) == DeltaDQConfig.from_dict(d.config)
+    for n in d.linear:
+        assert torch.equal(back.linear[n].dequantize(), d.linear[n].dequantize())
+    files = deltastore.directory_bytes(path)
+    from safetensors import safe_open
+
+    with safe_open(str(path / deltastore.TENSORS), "pt") as f:
+        stored = sum(f.get_tensor(k).numel() * f.get_tensor(k).element_size() for k in f.keys())
+    acc = back.accounting(files)
+    assert acc["tensor_bytes"] == stored
+    assert acc["directory_bytes"] == sum(p.stat().st_size for p in path.iterdir())
+    assert acc["directory_ratio"] < acc["tensor_ratio"] < acc["linear_ratio"]
+    (path / deltastore.TENSORS).write_bytes((path / deltastore.TENSORS).read_bytes()[:-3])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        deltastore.load(path)
+
+
+def test_wrong_base_and_mismatched_models_are_refused(pair, tiny_tokenizer):
+    base, ft = pair
+    d = dm.compress(base, ft, "bitdelta", BitDeltaConfig(), None, progress=False)
+    with pytest.raises(CheckpointError, match="hash"):
+        dm.apply(make_model(len(tiny_tokenizer), seed=3), d)
+    with pytest.raises(CheckpointError, match="hash"):
+        dm.attach(finetune_of(base, seed=9), d)
+    other = make_model(len(tiny_tokenizer), intermediate=128)
+    with pytest.raises(ConfigError, match="shape"):
+        dm.compress(base, other, "bitdelta", BitDeltaConfig(), None, progress=False)
+    with pytest.raises(ConfigError, match="unreachable"):
+        dm.compress(base, ft, "deltadq", DeltaDQConfig(ratio=1024, bits=8, group_sizes=(8, 16)), None, progress=False)
+
+
+def test_cli_compress_info_apply(tiny_dir, tiny_tokenizer, fake_cache, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    finetune_of(base).save_pretrained(tmp_path / "ft")
+    tiny_tokenizer.save_pretrained(tmp_path / "ft")
+    out = tmp_path / "delta"
+    assert main(["delta", "compress", "--base", str(tiny_dir), "--finetuned", str(tmp_path / "ft"), "--ratio", "16",
+                 "--bits", "2,4", "--group-sizes", "16,32", "--out", str(out), "--json", str(tmp_path / "d.json")]) == 0
+    acc = json.loads((tmp_path / "d.json").read_text())["accounting"]
+    assert 15 < acc["linear_ratio"] <= 16.1 and acc["directory_bytes"] == sum(f.stat().st_size for f in out.iterdir())
+    assert main(["delta", "info", str(out)]) == 0
+    assert "directory (every file)" in capsys.readouterr().out
+    assert main(["delta", "apply", "--base", str(tiny_dir), "--delta", str(out), "--out", str(tmp_path / "m")]) == 0
+    merged = api.load(tmp_path / "m").model
+    ref = dm.apply(AutoModelForCausalLM.from_pretrained(tiny_dir), deltastore.load(out))
+    x = ids(1, 16)
+    with torch.no_grad():
+        assert torch.allclose(merged(x).logits, ref(x).logits, atol=1e-4)
+    assert main(["delta", "apply", "--base", str(tmp_path / "ft"), "--delta", str(out),
+                 "--out", str(tmp_path / "m2")]) == 2
+    assert "hash" in capsys.readouterr().err
+    assert main(["delta", "compress", "--finetuned", str(tmp_path / "ft"), "--base", str(tiny_dir), "--ratio", "2"]) == 2
+    assert "cannot be reached" in capsys.readouterr().err
