@@ -94,8 +94,11 @@ def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path 
 
 def finetune(model: ModelLike = "default", method: str = "full", data: str = "arithmetic",
              out: str | Path | None = None, overwrite: bool = False, state_dir: str | Path | None = None,
-             progress: bool = True, log=print, **settings):
+             progress: bool = True, log=print, compression: dict | None = None, **settings):
     """Fine-tune ``model`` on the train split of ``data`` and save it to ``out`` (an llmpress checkpoint).
+
+    ``method`` "full" trains plainly; "dkm" clusters the weights in the loop and saves a palettized
+    model, with ``compression`` the :class:`llmpress.methods.dkm.DKMModelConfig` (as a dict).
 
     ``settings`` are :class:`llmpress.train.TrainConfig` fields (steps, lr, batch_size, ...). With
     ``out``, a resumable state lives in ``state_dir`` (default ``<out>.train-state``) while the run
@@ -116,10 +119,11 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
         state_dir = Path(out).with_name(Path(out).name + ".train-state")
     loaded = load(model)
     train, held_out = load_split(data)
-    result = run(loaded.model, loaded.tokenizer, train, held_out, config, hooks=METHODS[method](),
+    hooks = METHODS[method](compression) if compression is not None else METHODS[method]()
+    result = run(loaded.model, loaded.tokenizer, train, held_out, config, hooks=hooks,
                  state_dir=state_dir, progress=progress, log=log)
     if out is not None:
-        extra = {"data": data, "history": result.history, "losses": result.losses,
+        extra = {"data": data, "method_settings": hooks.settings(), "history": result.history, "losses": result.losses,
                  "train_seconds": result.seconds, "resumed_from": result.resumed_from,
                  "train_tokens": result.train_tokens, "frozen": result.frozen}
         result.path = checkpoint.save(result.model, out, tokenizer=loaded.tokenizer, method=f"finetune-{method}",

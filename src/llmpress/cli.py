@@ -52,8 +52,17 @@ def _finetune(args) -> int:
                                               "batch_size", "grad_accum", "seq_len", "dtype", "eval_interval",
                                               "eval_examples", "save_interval", "seed")}
     settings["train_embeddings"] = not args.freeze_embeddings
+    compression = None
+    if args.method == "dkm":
+        from llmpress.methods.dkm import DKMConfig, DKMModelConfig
+
+        table = {"group_size": args.dkm_group_size, "cluster_dim": args.cluster_dim, "tau": args.tau,
+                 "max_iter": args.max_iter}
+        compression = DKMModelConfig(
+            linear=DKMConfig(n_bits=args.bits, **table),
+            embedding=DKMConfig(n_bits=args.embedding_bits, **table) if args.embedding_bits else None).to_dict()
     r = api.finetune(args.model, method=args.method, data=args.data, out=args.out, overwrite=args.overwrite,
-                     **settings)
+                     compression=compression, **settings)
     print(format_table(r.history, ["step", "train_loss", "held_out_loss", "exact_match", "examples", "seconds"]))
     print(f"{r.steps} steps ({r.steps - r.resumed_from} in this run, {r.seconds:.0f} s, {r.train_tokens} tokens), "
           f"{r.trainable_params} trainable parameters" + (f", frozen: {', '.join(r.frozen)}" if r.frozen else ""))
@@ -219,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("finetune", help="fine-tune a model (loss on answers only) and save a checkpoint")
     f.add_argument("--model", default="default")
-    f.add_argument("--method", default="full", help="full (plain fine-tuning)")
+    f.add_argument("--method", default="full", help="full (plain fine-tuning) or dkm (train-time weight "
+                   "clustering, saved palettized)")
     f.add_argument("--data", default="arithmetic", help="arithmetic or natural_instructions (seeded split)")
     f.add_argument("--steps", type=int, default=300)
     f.add_argument("--lr", type=float, default=5e-5)
@@ -236,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--freeze-embeddings", action="store_true",
                    help="keep the input embedding (and a tied lm_head) as in the base model")
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--bits", type=int, default=3, help="dkm: bits per weight of the linear layers (1..8)")
+    f.add_argument("--embedding-bits", type=int, default=8, help="dkm: bits of the input embedding (0 = keep it)")
+    f.add_argument("--dkm-group-size", type=int, default=0, help="dkm: output channels per table (0 = per tensor)")
+    f.add_argument("--cluster-dim", type=int, default=1, help="dkm: weights per clustered vector")
+    f.add_argument("--tau", type=float, default=1e-3, help="dkm: softmax temperature, x the weight variance")
+    f.add_argument("--max-iter", type=int, default=5, help="dkm: soft k-means iterations per step")
     f.add_argument("--out", help="output checkpoint directory; rerunning continues an interrupted run")
     f.add_argument("--overwrite", action="store_true")
     f.add_argument("--json", help="also write the history to this JSON file")

@@ -3,11 +3,14 @@
 ``prepare`` runs before the optimizer is built (and before a resumed state is loaded), so it may
 wrap modules and add parameters (DKM's soft k-means layers); ``finalize`` runs after the last
 step and may replace them (hard-assigned palettized modules). ``settings`` are stored with a
-resumable state: resuming under different settings is refused.
+resumable state: resuming under different settings is refused. ``state`` names the tensors a
+method keeps outside the trainable parameters (DKM's centroids); they are saved with a
+resumable state and handed back to ``load_state`` on resume.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -24,3 +27,9 @@ class TrainHooks:
 
     def finalize(self, model: nn.Module) -> nn.Module:
         return model
+
+    def state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state(self, model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+        pass

@@ -129,6 +129,7 @@ def finetune(model: nn.Module, tokenizer, train: list[Generation], held_out: lis
     state_dir = Path(state_dir) if state_dir is not None else None
     if train_state.exists(state_dir):
         saved = train_state.load(state_dir, named, optimizer, config.to_dict(), hooks.settings())
+        hooks.load_state(model, saved.method)
         start_step, history, losses = saved.step, saved.history, saved.losses
         log(f"resuming from step {start_step} of {config.steps} ({state_dir})")
 
@@ -167,7 +168,8 @@ def finetune(model: nn.Module, tokenizer, train: list[Generation], held_out: lis
                 f"exact match {row['exact_match']:.3f} ({row['examples']} examples)")
         if state_dir is not None and config.save_interval and done % config.save_interval == 0 \
                 and done < config.steps:
-            train_state.save(state_dir, done, named, optimizer, config.to_dict(), hooks.settings(), history, losses)
+            train_state.save(state_dir, done, named, optimizer, config.to_dict(), hooks.settings(), history, losses,
+                             method=hooks.state(model))
     bar.close()
     model.eval()
     model = hooks.finalize(model)

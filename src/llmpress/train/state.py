@@ -5,6 +5,7 @@ Layout of a state directory (written atomically, replaced whole each time)::
     state.json             step, config, hook settings, evaluation history, parameter names
     params.safetensors     every trainable parameter, by name
     optimizer.safetensors  AdamW's exp_avg / exp_avg_sq / step for each trainable parameter
+    method.safetensors     tensors the compression method keeps besides parameters (DKM centroids)
 
 No pickle: the optimizer state is flattened into named tensors. The learning rate is a function
 of the step (:mod:`llmpress.train.schedule`), and the data order a function of (seed, step), so
@@ -25,6 +26,7 @@ from llmpress.errors import CheckpointError, ConfigError
 STATE = "state.json"
 PARAMS = "params.safetensors"
 OPTIMIZER = "optimizer.safetensors"
+METHOD = "method.safetensors"
 _MOMENTS = ("exp_avg", "exp_avg_sq", "step")
 
 
@@ -33,6 +35,7 @@ class SavedState:
     step: int
     history: list[dict]
     losses: list[float]
+    method: dict
 
 
 def exists(path: Path | None) -> bool:
@@ -40,7 +43,8 @@ def exists(path: Path | None) -> bool:
 
 
 def save(path: Path, step: int, named: list[tuple[str, torch.nn.Parameter]], optimizer: torch.optim.Optimizer,
-         config: dict, hooks: dict, history: list[dict], losses: list[float]) -> None:
+         config: dict, hooks: dict, history: list[dict], losses: list[float],
+         method: dict[str, torch.Tensor] | None = None) -> None:
     from safetensors.torch import save_file
 
     params = {name: p.detach().cpu().contiguous() for name, p in named}
@@ -56,6 +60,7 @@ def save(path: Path, step: int, named: list[tuple[str, torch.nn.Parameter]], opt
     with atomic_directory(path, overwrite=True) as tmp:
         save_file(params, str(tmp / PARAMS))
         save_file(moments, str(tmp / OPTIMIZER))
+        save_file({k: v.contiguous() for k, v in (method or {}).items()}, str(tmp / METHOD))
         (tmp / STATE).write_text(json.dumps(meta, indent=1, sort_keys=True))
 
 
@@ -69,6 +74,7 @@ def load(path: Path, named: list[tuple[str, torch.nn.Parameter]], optimizer: tor
         meta = json.loads((path / STATE).read_text())
         params = load_file(str(path / PARAMS))
         moments = load_file(str(path / OPTIMIZER))
+        method = load_file(str(path / METHOD)) if (path / METHOD).is_file() else {}
     except Exception as exc:  # unreadable JSON or safetensors: say which directory
         raise CheckpointError(f"training state in {path} is unreadable ({exc}); delete it to start over") from None
     for what, saved, now in (("config", meta.get("config"), config), ("method settings", meta.get("hooks"), hooks)):
@@ -90,4 +96,4 @@ def load(path: Path, named: list[tuple[str, torch.nn.Parameter]], optimizer: tor
             st = {k: moments[f"{i}.{k}"].to(p.device) for k in _MOMENTS if f"{i}.{k}" in moments}
             if st:
                 optimizer.state[p] = st
-    return SavedState(int(meta["step"]), list(meta["history"]), list(meta["losses"]))
+    return SavedState(int(meta["step"]), list(meta["history"]), list(meta["losses"]), method)

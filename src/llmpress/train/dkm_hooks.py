@@ -1,0 +1,44 @@
+"""DKM in the fine-tuning loop: wrap before training, palettize after (eDKM's recipe)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from llmpress.methods.dkm import DKMModelConfig
+from llmpress.models.dkm import finalize, prepare
+from llmpress.nn.dkm import DKMEmbedding, DKMLinear
+from llmpress.train.hooks import TrainHooks
+
+
+class DKMHooks(TrainHooks):
+    """Train-time weight clustering: every chosen module computes with its soft-clustered weight
+    while training; at the end each weight becomes the index of its nearest centroid. The
+    centroids (warm starts) travel with a resumable state, so a resumed run clusters from exactly
+    where it stopped."""
+
+    name = "dkm"
+
+    def __init__(self, config: DKMModelConfig | dict | None = None):
+        self.config = DKMModelConfig.from_dict(config) if isinstance(config, dict) else config or DKMModelConfig()
+
+    def settings(self) -> dict:
+        return {"dkm": self.config.to_dict()}
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        prepare(model, self.config, progress=True)
+        return model
+
+    def finalize(self, model: nn.Module) -> nn.Module:
+        finalize(model)
+        return model
+
+    def state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        return {f"{name}.{b}": getattr(m, b).detach().cpu() for name, m in model.named_modules()
+                if isinstance(m, (DKMLinear, DKMEmbedding)) for b in ("centroids", "tau", "steps")}
+
+    def load_state(self, model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for key, value in self.state(model).items():
+                name, _, buffer = key.rpartition(".")
+                getattr(model.get_submodule(name), buffer).copy_(tensors[key])
