@@ -56,3 +56,19 @@ def test_compress_kmeans_through_the_cli(tiny_dir, tmp_path, capsys):
     assert 2 < summary["bits_per_weight"] < 2.1  # 2-bit indices + one 4-entry float16 table per layer
     assert main(["info", str(out)]) == 0
     assert "palette" in capsys.readouterr().out
+
+
+def test_finetune_dkm_through_the_cli(tiny_dir, fake_cache, tmp_path, capsys):
+    out = tmp_path / "dkm"
+    assert main(["finetune", "--model", str(tiny_dir), "--method", "dkm", "--data", "arithmetic", "--steps", "2",
+                 "--batch-size", "4", "--seq-len", "24", "--eval-interval", "0", "--eval-examples", "2",
+                 "--bits", "2", "--embedding-bits", "4", "--max-iter", "2", "--out", str(out)]) == 0
+    assert not (tmp_path / "dkm.train-state").exists()
+    info = api.info(out)
+    assert info["method"] == "finetune-dkm"
+    assert 2 < info["bits_per_weight"] < 2.1 and 4 < info["groups"]["embedding"]["bits_per_weight"] < 4.1
+    assert info["groups"]["lm_head"]["bytes"] == 0  # the tied head shares the embedding's palette
+    manifest = json.loads((out / "llmpress.json").read_text())
+    assert manifest["extra"]["method_settings"]["dkm"]["linear"]["n_bits"] == 2
+    p = api.evaluate(str(out), windows=1, seqlen=32, progress=False)["perplexity"]
+    assert p["ppl"] > 1
