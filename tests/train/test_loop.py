@@ -111,3 +111,14 @@ def test_bf16_autocast_and_accumulation_run(tiny_tokenizer):
                  progress=False, log=lambda *_: None)
     assert len(r.losses) == 2 and all(torch.isfinite(torch.tensor(r.losses)))
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
+
+
+def test_long_targets_are_cut_and_examples_encode_on_demand(tiny_tokenizer):
+    from llmpress.train.examples import LazyEncoded
+
+    long = Generation("Q: go on\nA:", (" ".join(["seven"] * 40),))
+    e = encode(tiny_tokenizer, long, 16)
+    assert len(e.ids) == 16 and e.labels[0] == IGNORE and all(x != IGNORE for x in e.labels[1:])
+    lazy = LazyEncoded(tiny_tokenizer, TRAIN, 32)
+    assert len(lazy) == len(TRAIN) and not lazy._done
+    assert lazy[3] == encode(tiny_tokenizer, TRAIN[3], 32) and list(lazy._done) == [3]

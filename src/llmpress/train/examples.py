@@ -25,15 +25,34 @@ class Encoded:
 
 def encode(tokenizer, example: Generation, seq_len: int) -> Encoded:
     """Prompt, then " " + the first target and EOS. Truncated from the left of the prompt when
-    longer than ``seq_len`` (the answer is what must survive)."""
+    longer than ``seq_len`` (the answer is what must survive); a target that alone does not fit
+    keeps its first ``seq_len - 1`` tokens (and loses its EOS) after one prompt token."""
+    if seq_len < 2:
+        raise ConfigError(f"seq_len must be >= 2 to hold a prompt token and an answer, got {seq_len}")
     prompt = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
     target = tokenizer(" " + example.targets[0].strip(), add_special_tokens=False)["input_ids"]
     if tokenizer.eos_token_id is not None:
         target = target + [tokenizer.eos_token_id]
-    if len(target) >= seq_len:
-        raise ConfigError(f"a target of {len(target)} tokens does not fit seq_len={seq_len}; raise --seq-len")
+    target = target[:seq_len - 1]
     prompt = prompt[max(0, len(prompt) + len(target) - seq_len):]
     return Encoded(prompt + target, [IGNORE] * len(prompt) + target)
+
+
+class LazyEncoded:
+    """``encode`` of each example on first use: an instruction split holds ~190k examples with
+    long prompts (minutes to tokenize), of which a run reads only ``steps x batch``."""
+
+    def __init__(self, tokenizer, examples: list[Generation], seq_len: int):
+        self.tokenizer, self.examples, self.seq_len = tokenizer, examples, seq_len
+        self._done: dict[int, Encoded] = {}
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Encoded:
+        if i not in self._done:
+            self._done[i] = encode(self.tokenizer, self.examples[i], self.seq_len)
+        return self._done[i]
 
 
 def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:

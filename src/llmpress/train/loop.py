@@ -20,7 +20,7 @@ from llmpress.errors import ConfigError
 from llmpress.eval.generation import evaluate_generation
 from llmpress.train import state as train_state
 from llmpress.train.config import TrainConfig
-from llmpress.train.examples import IGNORE, Encoded, batch_indices, collate, encode
+from llmpress.train.examples import IGNORE, Encoded, LazyEncoded, batch_indices, collate, encode
 from llmpress.train.hooks import TrainHooks
 from llmpress.train.schedule import lr_at
 
@@ -118,7 +118,7 @@ def finetune(model: nn.Module, tokenizer, train: list[Generation], held_out: lis
     optimizer = _optimizer(named, config)
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    items = [encode(tokenizer, ex, config.seq_len) for ex in train]
+    items = LazyEncoded(tokenizer, train, config.seq_len)
     # An evenly spaced subset: held-out splits are in file order, i.e. grouped by subtask.
     stride = max(1, len(held_out) // config.eval_examples) if config.eval_examples else 1
     eval_set = held_out[::stride][:config.eval_examples]
