@@ -11,6 +11,13 @@ from llmpress.errors import ConfigError
 T = TypeVar("T", bound="JsonConfig")
 
 
+def check_int(owner: str, name: str, value: Any, lo: int, hi: int | None = None) -> None:
+    """Raise a ConfigError unless ``value`` is an integer (not a bool) in lo..hi (hi None = no bound)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < lo or (hi is not None and value > hi):
+        span = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+        raise ConfigError(f"{owner} {name} must be an integer {span}, got {value!r}")
+
+
 @dataclasses.dataclass
 class JsonConfig:
     def to_dict(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from llmpress.config import JsonConfig
+from llmpress.config import JsonConfig, check_int
 from llmpress.errors import ConfigError
 from llmpress.formats.palette import PaletteTensor, palettize
 from llmpress.methods.dkm import points as pts
@@ -39,10 +39,7 @@ class KMeansConfig(JsonConfig):
     def __post_init__(self):
         for name, lo, hi in (("bits", 1, 8), ("group_size", 0, None), ("cluster_dim", 1, None),
                              ("lloyd_steps", 0, None), ("seed", 0, None)):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v > hi):
-                raise ConfigError(f"k-means {name} must be an integer {'in %d..%d' % (lo, hi) if hi else '>= %d' % lo}, "
-                                  f"got {v!r}")
+            check_int("k-means", name, getattr(self, name), lo, hi)
         if self.init not in INITS:
             raise ConfigError(f"k-means init must be one of {INITS}, got {self.init!r}")
         if self.init == "kmeans1d" and self.cluster_dim != 1:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field, fields, replace
 
-from llmpress.config import JsonConfig
+from llmpress.config import JsonConfig, check_int
 from llmpress.errors import ConfigError
 
 # Which implementation computes the soft k-means (all give the same numbers, see methods/dkm/__init__.py).
@@ -59,17 +59,11 @@ class DKMConfig(JsonConfig):
     seed: int = 0
 
     def __post_init__(self):
-        def integer(name, lo, hi=None):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v > hi):
-                rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-                raise ConfigError(f"DKM {name} must be an integer in {rng}, got {v!r}")
-
-        integer("n_bits", 1, 8)
-        integer("max_iter", 1)
-        integer("group_size", 0)
-        integer("cluster_dim", 1)
-        integer("seed", 0)
+        check_int("DKM", "n_bits", self.n_bits, 1, 8)
+        check_int("DKM", "max_iter", self.max_iter, 1)
+        check_int("DKM", "group_size", self.group_size, 0)
+        check_int("DKM", "cluster_dim", self.cluster_dim, 1)
+        check_int("DKM", "seed", self.seed, 0)
         if not isinstance(self.tau, (int, float)) or not self.tau > 0:
             raise ConfigError(f"DKM tau must be > 0 (the softmax temperature), got {self.tau!r}")
         if not isinstance(self.epsilon, (int, float)) or self.epsilon < 0:
