@@ -56,11 +56,12 @@ def _finetune(args) -> int:
     if args.method == "dkm":
         from llmpress.methods.dkm import DKMConfig, DKMModelConfig
 
-        table = {"group_size": args.dkm_group_size, "cluster_dim": args.cluster_dim, "tau": args.tau,
-                 "max_iter": args.max_iter}
+        shared = {"cluster_dim": args.cluster_dim, "tau": args.tau, "max_iter": args.max_iter}
+        # eDKM's embedding is one 256-entry table: a table per row would cost more than it saves.
+        embedding = DKMConfig(n_bits=args.embedding_bits, group_size=args.embedding_group_size, **shared)
         compression = DKMModelConfig(
-            linear=DKMConfig(n_bits=args.bits, **table),
-            embedding=DKMConfig(n_bits=args.embedding_bits, **table) if args.embedding_bits else None).to_dict()
+            linear=DKMConfig(n_bits=args.bits, group_size=args.dkm_group_size, **shared),
+            embedding=embedding if args.embedding_bits else None).to_dict()
     r = api.finetune(args.model, method=args.method, data=args.data, out=args.out, overwrite=args.overwrite,
                      compression=compression, **settings)
     print(format_table(r.history, ["step", "train_loss", "held_out_loss", "exact_match", "examples", "seconds"]))
@@ -248,7 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--bits", type=int, default=3, help="dkm: bits per weight of the linear layers (1..8)")
     f.add_argument("--embedding-bits", type=int, default=8, help="dkm: bits of the input embedding (0 = keep it)")
-    f.add_argument("--dkm-group-size", type=int, default=0, help="dkm: output channels per table (0 = per tensor)")
+    f.add_argument("--dkm-group-size", type=int, default=0,
+                   help="dkm: output channels per table of the linear layers (0 = per tensor, 1 = per row)")
+    f.add_argument("--embedding-group-size", type=int, default=0,
+                   help="dkm: embedding rows per table (default 0 = one table)")
     f.add_argument("--cluster-dim", type=int, default=1, help="dkm: weights per clustered vector")
     f.add_argument("--tau", type=float, default=1e-3, help="dkm: softmax temperature, x the weight variance")
     f.add_argument("--max-iter", type=int, default=5, help="dkm: soft k-means iterations per step")

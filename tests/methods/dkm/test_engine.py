@@ -76,6 +76,25 @@ def test_paths_match_reference(shape, n_bits, group_size, cluster_dim):
                 assert rel(a, b) < 1e-5, (memory, marshal, what, rel(a, b))
 
 
+@pytest.mark.parametrize("shape,n_bits,group_size", [((32, 48), 3, 1), ((48, 40), 2, 4), ((24, 64), 3, 0)])
+def test_fused_matches_reference(shape, n_bits, group_size):
+    # Three shapes: the first compiles a static graph, the others the shared dynamic one.
+    w = sixteen_bit_weight(shape)
+    grad = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    config = DKMConfig(n_bits=n_bits, group_size=group_size, max_iter=3, epsilon=0.0, tau=0.05, memory="fused")
+    c0, tau = initial_centroids(w, config), absolute_tau(w, config)
+    expected = reference(w, grad, replace(config, memory="naive"), c0, tau)
+    for what, a, b in zip(("output", "centroids", "gradient"), run(w, grad, config, c0, tau), expected):
+        assert rel(a, b) < 1e-5, (what, rel(a, b))
+
+
+def test_auto_picks_fused_for_small_groups():
+    assert DKMConfig(group_size=1).implementation == "fused"
+    assert DKMConfig(group_size=0).implementation == "table"
+    assert DKMConfig(group_size=64).implementation == "table"
+    assert DKMConfig(group_size=1, cluster_dim=2).implementation == "unique"
+
+
 def test_sixteen_bit_dtypes_use_their_own_patterns():
     for dtype in (torch.float16, torch.bfloat16):
         w32 = sixteen_bit_weight((32, 32), dtype=dtype)

@@ -12,6 +12,8 @@ Implementations (``DKMConfig.memory``), all computing the same numbers:
   per-weight index list.
 - ``table`` (:mod:`.bitpattern`): 16-bit patterns index a 65536-row table; nothing per weight
   is saved for backward.
+- ``fused`` (:mod:`.fused`): the naive math compiled by torch.compile, for tables of a few rows
+  (where most weights are distinct and tables save nothing).
 
 Combinable with any of them (:mod:`.saved_tensors`): ``marshal`` moves saved tensors to another
 device, each storage once; ``shard`` keeps 1/R of every large saved tensor on each of R ranks.

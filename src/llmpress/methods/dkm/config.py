@@ -14,9 +14,12 @@ from llmpress.config import JsonConfig, check_int
 from llmpress.errors import ConfigError
 
 # Which implementation computes the soft k-means (all give the same numbers, see methods/dkm/__init__.py).
-MEMORY_MODES = ("auto", "naive", "unique", "table")
+MEMORY_MODES = ("auto", "naive", "unique", "table", "fused")
 VALUE_DTYPES = ("float16", "bfloat16")
 INITS = ("kmeans++", "kmeans1d")
+# A table over 16-bit patterns has as many rows as the patterns its groups use; with few rows
+# per group most weights are distinct, G tables of U rows cost more than the [N, K] naive math.
+FUSED_MAX_ROWS = 4
 
 
 @dataclass
@@ -30,10 +33,12 @@ class DKMConfig(JsonConfig):
       moves by more than ``epsilon`` (absolute, weight units; 0 = always ``max_iter``).
     - ``group_size``: output channels (rows) sharing one table; 0 = one table for the tensor.
     - ``cluster_dim``: weights per clustered vector, consecutive along a row (1 = scalar clustering).
-    - ``memory``: ``auto`` (``table`` for scalars, ``unique`` for vectors), ``naive`` (plain
+    - ``memory``: ``auto`` (``table`` for scalars in tables of many rows, ``fused`` for scalars
+      in tables of at most ``FUSED_MAX_ROWS`` rows, ``unique`` for vectors), ``naive`` (plain
       autograd, the reference), ``unique`` (eDKM uniquification:
       attention over the distinct values + a per-weight index list), ``table`` (16-bit bit
-      patterns index a 65536-entry table; nothing per weight is saved for backward).
+      patterns index a 65536-entry table; nothing per weight is saved for backward), ``fused``
+      (the naive math compiled by torch.compile, for small groups; always ``max_iter`` iterations).
     - ``marshal``: eDKM cross-device marshaling of tensors saved for backward to ``marshal_device``.
     - ``shard``: eDKM sharding: each torch.distributed rank keeps 1/R of every large tensor saved
       for backward (the index list of ``unique``, the [N, K] tensors of ``naive``).
@@ -86,7 +91,9 @@ class DKMConfig(JsonConfig):
         """The memory mode that runs: ``auto`` resolved by ``cluster_dim``."""
         if self.memory != "auto":
             return self.memory
-        return "table" if self.cluster_dim == 1 else "unique"
+        if self.cluster_dim != 1:
+            return "unique"
+        return "fused" if 0 < self.group_size <= FUSED_MAX_ROWS else "table"
 
 
 @dataclass

@@ -7,6 +7,7 @@ import contextlib
 import torch
 
 from llmpress.errors import ConfigError
+from llmpress.methods.dkm import fused
 from llmpress.methods.dkm import points as pts
 from llmpress.methods.dkm.bitpattern import BitPatternDKM, view_dtype
 from llmpress.methods.dkm.config import DKMConfig
@@ -41,7 +42,12 @@ def check(weight: torch.Tensor, config: DKMConfig, name: str = "weight") -> None
 
 def initial_centroids(weight: torch.Tensor, config: DKMConfig) -> torch.Tensor:
     """First-step centroids [G, K, d] from each group's distinct values (``config.init``)."""
-    values, counts, _ = distinct(pts.to_points(weight.detach(), config))
+    points = pts.to_points(weight.detach(), config)
+    if config.init == "kmeans++" and config.implementation in ("fused", "naive"):
+        # Small groups hold mostly distinct values: every point with count 1 is the same
+        # objective, without a unique() per group (thousands of them per layer at one row each).
+        return kmeans_plus_plus(points.float(), torch.ones(points.shape[:2]), config.n_clusters, seed=config.seed)
+    values, counts, _ = distinct(points)
     if config.init == "kmeans1d":
         return kmeans_1d_exact(values, counts, config.n_clusters)
     return kmeans_plus_plus(values, counts, config.n_clusters, seed=config.seed)
@@ -72,6 +78,8 @@ def cluster(weight: torch.Tensor, config: DKMConfig, centroids: torch.Tensor | N
     with hooks if (config.marshal or config.shard or stats is not None) else _NO_HOOKS:
         if config.implementation == "naive":
             out, c_final, _ = soft_kmeans(groups, c0, tau, config.max_iter, config.epsilon)
+        elif config.implementation == "fused":
+            out, c_final = fused.soft_kmeans(groups, c0, tau, config.max_iter)
         elif config.implementation == "unique":
             out, c_final = UniqueDKM.apply(groups, c0, tau, config.max_iter, config.epsilon)
         else:
