@@ -95,3 +95,4 @@ def test_without_matplotlib_the_error_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
     with pytest.raises(LlmpressError, match=r"pip install 'llmpress\[plot\]'"):
         render(fake_results(tmp_path / "results"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -27,6 +27,7 @@ def render(results_dir: str | Path, out_dir: str | Path) -> tuple[list[Path], li
              for name in sources.unplaced(results_dir)]
     notes += [f"{stem}.json: not found, skipped" for stem in sources.figure_sources()
               if not (results_dir / f"{stem}.json").is_file()]
+    figures.require_matplotlib()  # before anything is created
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     points = sources.ppl_points(results_dir)

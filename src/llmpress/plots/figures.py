@@ -20,14 +20,20 @@ MARKERS = "osD^vP*X"
 OFFSETS = ((4, 3), (-4, 3), (4, -3), (-4, -3))
 
 
+def require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise LlmpressError("plotting needs matplotlib: pip install 'llmpress[plot]'") from exc
+
+
 @contextmanager
 def _figure(path: Path):
     """A fresh figure and axes; saved to path when the block ends."""
-    try:
-        import matplotlib.style
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise LlmpressError("plotting needs matplotlib: pip install 'llmpress[plot]'") from exc
+    require_matplotlib()
+    import matplotlib.style
+    from matplotlib.figure import Figure
+
     # Default style, whatever the user's matplotlibrc says, so the committed PNGs are reproducible.
     with matplotlib.style.context("default"):
         fig = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
