@@ -21,8 +21,8 @@ def fake_results(path: Path) -> Path:
     def row(method, bits, ppl):
         return {"method": method, "bits_per_weight": bits, "ppl_quick": {"ppl": ppl}}
 
-    (path / "foundation.json").write_text(json.dumps({"rows": [row("fp32", 32.0, 15.4), row("rtn 3-bit g64", 3.3, 46.5),
-                                                               row("rtn 2-bit g64", 2.3, 4e5)]}))
+    (path / "foundation.json").write_text(json.dumps({"rows": [
+        row("fp32", 32.0, 15.4), row("rtn 3-bit g64", 3.3, 46.5), row("rtn 2-bit g64", 2.3, 4e5)]}))
     (path / "dkm_train.json").write_text(json.dumps({"rows": [row("dkm 3-bit", 3.1, 30.0), row("dkm 2-bit", 2.1, 90.0)]}))
 
     def delta(method, ratio, em):

@@ -4,7 +4,7 @@
     written, notes = render("benchmarks/results", "benchmarks/plots")
 
 :mod:`~llmpress.plots.sources` reads the JSON (no matplotlib needed); :mod:`~llmpress.plots.figures`
-draws. matplotlib is an optional extra (``pip install 'llmpress[plot]'``), imported only here.
+draws. matplotlib is an optional extra (``pip install 'llmpress[plot]'``), imported only to draw.
 """
 
 from __future__ import annotations
@@ -38,5 +38,6 @@ def render(results_dir: str | Path, out_dir: str | Path) -> tuple[list[Path], li
         written.append(figures.delta_accuracy(*sources.delta_series(delta), out_dir / DELTA_PNG))
     memory = sources.load(results_dir, sources.MEMORY_SOURCE)
     if memory is not None:
-        written.append(figures.dkm_memory(sources.memory_bars(memory), memory["step"]["n_bits"], out_dir / MEMORY_PNG))
+        bars = sources.memory_bars(memory)
+        written.append(figures.dkm_memory(bars, memory["step"]["n_bits"], out_dir / MEMORY_PNG))
     return written, notes
