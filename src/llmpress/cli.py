@@ -196,6 +196,17 @@ def _bench_demo(args) -> int:
     return 0
 
 
+def _bench_plot(args) -> int:
+    from llmpress.plots import render
+
+    written, notes = render(args.results, args.out)
+    for note in notes:
+        print(f"note: {note}")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmpress", description="Compress pretrained large language models.")
     p.add_argument("--version", action="version", version=f"llmpress {__version__}")
@@ -321,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--profile", default="demo")
     d.add_argument("--json")
     d.set_defaults(func=_bench_demo)
+    pl = bsub.add_parser("plot", help="PNG figures from the committed benchmark JSON (needs llmpress[plot])")
+    pl.add_argument("--results", default="benchmarks/results", help="folder of results JSON")
+    pl.add_argument("--out", default="benchmarks/plots", help="folder for the PNGs (created if missing)")
+    pl.set_defaults(func=_bench_plot)
     return p
 
 
