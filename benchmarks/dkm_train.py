@@ -1,0 +1,167 @@
+"""DKM fine-tuning against post-training baselines on the default model (issue 4).
+
+    python benchmarks/dkm_train.py                 # writes benchmarks/results/dkm_train.json, row by row
+    python benchmarks/dkm_train.py --steps 60      # fewer/more fine-tuning steps (same for every row)
+    python benchmarks/dkm_train.py --full          # adds full-profile perplexity to every checkpoint row
+    python benchmarks/dkm_train.py --render        # prints the BENCHMARKS.md table from that JSON
+
+Rows, at 3 and at 2 bits for the 210 decoder linears:
+- fp32 and RTN g128: measured by ``benchmarks/foundation.py``; copied from foundation.json with
+  their source named (same protocol, same machine, not re-measured here);
+- k-means: post-training palettization, one table per output row (``--group-size 1``), no training;
+- fp32 fine-tuned: the same data, steps and schedule as DKM without compression, the fair
+  reference for what fine-tuning alone does to wiki-en perplexity;
+- DKM: fine-tuned with every linear soft-clustered per output row (one 2**b-entry table per
+  row) and the input embedding (tied to the head) on one 256-entry table, then finalized to
+  palettes: eDKM's recipe (3-bit linears, 8-bit embedding).
+
+Every fine-tune and every compression runs in a fresh subprocess, so its peak resident memory is
+its own. The JSON is rewritten after every row; a rerun skips the rows it already has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from llmpress import api
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results" / "dkm_train.json"
+FOUNDATION = HERE / "results" / "foundation.json"
+QUICK = 32
+
+# The fine-tuning recipe every trained row shares (natural_instructions, the Alpaca-like split).
+TRAIN = {"data": "natural_instructions", "lr": 1e-4, "warmup_steps": 5, "schedule": "cosine", "batch_size": 8,
+         "seq_len": 128, "eval_interval": 0, "eval_examples": 64, "save_interval": 20, "seed": 0}
+
+
+def dkm(bits: int) -> dict:
+    linear = {"n_bits": bits, "group_size": 1, "max_iter": 1, "tau": 1e-3}
+    return {"linear": linear, "embedding": {"n_bits": 8, "group_size": 0, "max_iter": 1, "tau": 1e-3},
+            "overrides": {}}
+
+
+# (label, kind, settings), in the order they run.
+ROWS = [
+    ("fp32", "foundation", {"method": "fp32"}),
+    ("rtn 3-bit g128", "foundation", {"method": "rtn 3-bit g128"}),
+    ("rtn 2-bit g128", "foundation", {"method": "rtn 2-bit g128"}),
+    ("kmeans 3-bit per-row", "compress", {"method": "kmeans", "bits": 3, "group_size": 1}),
+    ("kmeans 2-bit per-row", "compress", {"method": "kmeans", "bits": 2, "group_size": 1}),
+    ("fp32 fine-tuned", "finetune", {"method": "full"}),
+    ("dkm 3-bit per-row", "finetune", {"method": "dkm", "compression": dkm(3)}),
+    ("dkm 2-bit per-row", "finetune", {"method": "dkm", "compression": dkm(2)}),
+]
+
+
+def slug(label: str) -> str:
+    return label.replace(" ", "_")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_stage(kind: str, settings: dict, path: Path, steps: int) -> dict:
+    """One compression or fine-tune, in this (fresh) process. Returns its cost and storage."""
+    t0 = time.time()
+    if kind == "compress":
+        r = api.compress("default", out=path, overwrite=True, **settings)
+        cost = {"compress_seconds": r.seconds}
+    else:
+        r = api.finetune("default", out=path, overwrite=True, steps=steps, progress=False, **TRAIN, **settings)
+        cost = {"steps": r.steps, "train_tokens": r.train_tokens, "train_seconds": r.seconds,
+                "final_train_loss": r.losses[-1], "history": r.history}
+    info = api.info(path)
+    return {**cost, "wall_seconds": time.time() - t0, "peak_rss_mb": peak_rss_mb(), "checkpoint": str(path),
+            "bits_per_weight": info["bits_per_weight"], "model_bits_per_weight": info["model_bits_per_weight"],
+            "size_mb": info["tensor_file_bytes"] / 1e6, "storage_groups": info["groups"]}
+
+
+def from_foundation(label: str) -> dict:
+    rows = {r["method"]: r for r in json.loads(FOUNDATION.read_text())["rows"]}
+    if label not in rows:
+        raise SystemExit(f"{FOUNDATION} has no row {label!r}; run benchmarks/foundation.py first")
+    return {**rows[label], "source": "benchmarks/results/foundation.json (benchmarks/foundation.py)"}
+
+
+def ppl_cell(row: dict, key: str) -> str:
+    v = row.get(key)
+    if isinstance(v, dict):
+        v = v.get("ppl")
+    return "-" if v is None else f"{v:.2f}" if v < 1e4 else f"{v:.3g}"
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| method | bits/weight (linears) | size MB | ppl quick | ppl full | fine-tuning cost |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        cost = "-"
+        if "train_seconds" in r:
+            cost = (f"{r['steps']} steps, {r['train_tokens']:,} tokens, {r['train_seconds'] / 60:.0f} min, "
+                    f"peak {r['peak_rss_mb'] / 1024:.1f} GB")
+        lines.append(f"| {r['method']} | {r['bits_per_weight']:.3f} | {r['size_mb']:.1f} | {ppl_cell(r, 'ppl_quick')} | "
+                     f"{ppl_cell(r, 'ppl_full')} | {cost} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--work", default="/tmp/llmpress-dkm-train-bench", help="where the checkpoints go")
+    ap.add_argument("--steps", type=int, default=60, help="fine-tuning steps of every trained row")
+    ap.add_argument("--full", action="store_true", help="also evaluate the full profile (104 windows)")
+    ap.add_argument("--only", default="", help="comma-separated row labels to run (default: all)")
+    ap.add_argument("--render", action="store_true", help="print the table of an existing JSON and exit")
+    ap.add_argument("--stage", help=argparse.SUPPRESS)  # internal: run one row in this process
+    args = ap.parse_args()
+    out, work = Path(args.out), Path(args.work)
+    if args.stage:
+        label, kind, settings = next(r for r in ROWS if r[0] == args.stage)
+        print(json.dumps(run_stage(kind, settings, work / slug(label), args.steps)))
+        return
+    if args.render:
+        print(markdown(json.loads(out.read_text())["rows"]))
+        return
+    data = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    data.update({"benchmark": "dkm_train", "model": "default (SmolLM2-135M-Instruct, fp32 from Q4_1 GGUF)",
+                 "corpus": "wiki-en test, seqlen 2048", "train": {**TRAIN, "steps": args.steps},
+                 "command": "python " + " ".join(sys.argv), "machine": api.machine(),
+                 "notes": "bits_per_weight counts every stored byte of the 210 decoder linears (indices and "
+                          "float16 tables). size_mb is every tensor byte of the checkpoint: DKM rows store the "
+                          "embedding (and the tied head) as an 8-bit palette, the other rows as float16. "
+                          "Seconds are wall time on a 2-core machine, often shared with other jobs."})
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    by_label = {r["method"]: r for r in data["rows"]}
+    for label, kind, settings in ROWS:
+        if only and label not in only:
+            continue
+        row = by_label.get(label)
+        if row is None:
+            if kind == "foundation":
+                row = from_foundation(settings["method"])
+            else:
+                cmd = [sys.executable, __file__, "--stage", label, "--work", str(work), "--steps", str(args.steps)]
+                done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+                row = {"method": label, "kind": kind, "settings": settings,
+                       **json.loads(done.stdout.strip().splitlines()[-1])}
+            data["rows"] = [r for r in data["rows"] if r["method"] != label] + [row]
+            by_label[label] = row
+            api.write_json(out, data)
+        for key, profile in (("ppl_quick", "quick"), ("ppl_full", "full")):
+            if key in row or "checkpoint" not in row or (profile == "full" and not args.full):
+                continue
+            row[key] = api.evaluate(row["checkpoint"], profile=profile, progress=False)["perplexity"]
+            print(label, key, f"{row[key]['ppl']:.2f}", flush=True)
+            api.write_json(out, data)
+    print(markdown(data["rows"]))
+
+
+if __name__ == "__main__":
+    main()
