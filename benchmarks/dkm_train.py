@@ -37,7 +37,7 @@ FOUNDATION = HERE / "results" / "foundation.json"
 QUICK = 32
 
 # The fine-tuning recipe every trained row shares (natural_instructions, the Alpaca-like split).
-TRAIN = {"data": "natural_instructions", "lr": 1e-4, "warmup_steps": 5, "schedule": "cosine", "batch_size": 8,
+TRAIN = {"data": "natural_instructions", "lr": 2e-4, "warmup_steps": 5, "schedule": "cosine", "batch_size": 8,
          "seq_len": 128, "eval_interval": 0, "eval_examples": 64, "save_interval": 20, "seed": 0}
 
 
@@ -53,9 +53,9 @@ ROWS = [
     ("rtn 3-bit g128", "foundation", {"method": "rtn 3-bit g128"}),
     ("rtn 2-bit g128", "foundation", {"method": "rtn 2-bit g128"}),
     ("kmeans 3-bit per-row", "compress", {"method": "kmeans", "bits": 3, "group_size": 1}),
-    ("kmeans 2-bit per-row", "compress", {"method": "kmeans", "bits": 2, "group_size": 1}),
-    ("fp32 fine-tuned", "finetune", {"method": "full"}),
     ("dkm 3-bit per-row", "finetune", {"method": "dkm", "compression": dkm(3)}),
+    ("fp32 fine-tuned", "finetune", {"method": "full"}),
+    ("kmeans 2-bit per-row", "compress", {"method": "kmeans", "bits": 2, "group_size": 1}),
     ("dkm 2-bit per-row", "finetune", {"method": "dkm", "compression": dkm(2)}),
 ]
 
@@ -115,7 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--work", default="/tmp/llmpress-dkm-train-bench", help="where the checkpoints go")
-    ap.add_argument("--steps", type=int, default=60, help="fine-tuning steps of every trained row")
+    ap.add_argument("--steps", type=int, default=30, help="fine-tuning steps of every trained row")
     ap.add_argument("--full", action="store_true", help="also evaluate the full profile (104 windows)")
     ap.add_argument("--only", default="", help="comma-separated row labels to run (default: all)")
     ap.add_argument("--render", action="store_true", help="print the table of an existing JSON and exit")

@@ -100,6 +100,10 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
     ``method`` "full" trains plainly; "dkm" clusters the weights in the loop and saves a palettized
     model, with ``compression`` the :class:`llmpress.methods.dkm.DKMModelConfig` (as a dict).
 
+    Launched by ``torchrun --nproc_per_node R``, it trains data parallel (gloo on CPU, NCCL on
+    GPUs; see :mod:`llmpress.train.distributed`): the same model as one process, and only rank 0
+    writes ``out``.
+
     ``settings`` are :class:`llmpress.train.TrainConfig` fields (steps, lr, batch_size, ...). With
     ``out``, a resumable state lives in ``state_dir`` (default ``<out>.train-state``) while the run
     goes on: start the same command again after an interruption and it continues from there; it is
@@ -109,10 +113,12 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
 
     from llmpress.errors import ConfigError
     from llmpress.train import METHODS, TrainConfig, finetune as run, load_split
+    from llmpress.train.distributed import init_from_env
 
     if method not in METHODS:
         raise ConfigError(f"unknown fine-tuning method {method!r}; available: {sorted(METHODS)}")
     config = TrainConfig(**settings)
+    world = init_from_env()  # under torchrun: data parallel, the main rank writes the files
     if out is not None and Path(out).exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
     if state_dir is None and out is not None:
@@ -122,7 +128,7 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
     hooks = METHODS[method](compression) if compression is not None else METHODS[method]()
     result = run(loaded.model, loaded.tokenizer, train, held_out, config, hooks=hooks,
                  state_dir=state_dir, progress=progress, log=log)
-    if out is not None:
+    if out is not None and world.main:
         extra = {"data": data, "method_settings": hooks.settings(), "history": result.history, "losses": result.losses,
                  "train_seconds": result.seconds, "resumed_from": result.resumed_from,
                  "train_tokens": result.train_tokens, "frozen": result.frozen}
@@ -130,6 +136,7 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
                                       config=config.to_dict(), source=loaded.spec, overwrite=overwrite, extra=extra)
         if state_dir is not None:
             shutil.rmtree(state_dir, ignore_errors=True)
+    world.barrier()  # no rank exits (tearing down the group) before the checkpoint is complete
     return result
 
 

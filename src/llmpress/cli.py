@@ -64,6 +64,10 @@ def _finetune(args) -> int:
             embedding=embedding if args.embedding_bits else None).to_dict()
     r = api.finetune(args.model, method=args.method, data=args.data, out=args.out, overwrite=args.overwrite,
                      compression=compression, **settings)
+    from llmpress.train.distributed import current
+
+    if not current().main:  # under torchrun the other ranks trained the same model silently
+        return 0
     print(format_table(r.history, ["step", "train_loss", "held_out_loss", "exact_match", "examples", "seconds"]))
     print(f"{r.steps} steps ({r.steps - r.resumed_from} in this run, {r.seconds:.0f} s, {r.train_tokens} tokens), "
           f"{r.trainable_params} trainable parameters" + (f", frozen: {', '.join(r.frozen)}" if r.frozen else ""))

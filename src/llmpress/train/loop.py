@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from llmpress.data.bigbench import Generation
 from llmpress.errors import ConfigError
 from llmpress.eval.generation import evaluate_generation
+from llmpress.train import distributed
 from llmpress.train import state as train_state
 from llmpress.train.config import TrainConfig
 from llmpress.train.examples import IGNORE, Encoded, LazyEncoded, batch_indices, collate, encode
@@ -108,6 +109,10 @@ def finetune(model: nn.Module, tokenizer, train: list[Generation], held_out: lis
     """
     if not train:
         raise ConfigError("no training examples")
+    world = distributed.current()
+    if config.batch_size < world.size:
+        raise ConfigError(f"batch_size {config.batch_size} is smaller than the {world.size} data-parallel ranks; "
+                          f"each rank needs at least one example per micro-batch")
     hooks = hooks or TrainHooks()
     torch.manual_seed(config.seed)
     model = hooks.prepare(model)
@@ -131,28 +136,33 @@ def finetune(model: nn.Module, tokenizer, train: list[Generation], held_out: lis
         saved = train_state.load(state_dir, named, optimizer, config.to_dict(), hooks.settings())
         hooks.load_state(model, saved.method)
         start_step, history, losses = saved.step, saved.history, saved.losses
-        log(f"resuming from step {start_step} of {config.steps} ({state_dir})")
+        if world.main:
+            log(f"resuming from step {start_step} of {config.steps} ({state_dir})")
 
     started, tokens = time.perf_counter(), 0
     model.train()
     bar = tqdm(range(start_step, config.steps), initial=start_step, total=config.steps, desc="fine-tune",
-               unit="step", disable=not progress)
+               unit="step", disable=not progress or not world.main)
     for step in bar:
         lr = lr_at(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batches = [collate([items[i] for i in batch_indices(len(items), step, m, config)], pad_id)
+        batches = [collate(world.shard([items[i] for i in batch_indices(len(items), step, m, config)]), pad_id)
                    for m in range(config.grad_accum)]
-        # Normalise by the target tokens of the whole step, so accumulation equals one big batch.
-        n_targets = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
-        step_loss = 0.0
+        # Normalise by the target tokens of the whole step (all micro-batches, all ranks), so
+        # accumulation and data parallelism both equal one big batch.
+        n_targets, = world.sum([sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)])
+        step_loss, step_tokens = 0.0, 0
         for b in batches:
             b = {k: v.to(device) for k, v in b.items()}
             with _autocast(config, device):
                 loss, _ = target_loss_sum(model, b)
             (loss / n_targets).backward()
             step_loss += float(loss.detach()) / n_targets
-            tokens += int(b["attention_mask"].sum())
+            step_tokens += int(b["attention_mask"].sum())
+        world.sum_grads([p for _, p in named])
+        step_loss, step_tokens = world.sum([step_loss, step_tokens])
+        tokens += int(step_tokens)
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_([p for _, p in named], config.grad_clip)
         optimizer.step()
@@ -160,13 +170,14 @@ def finetune(model: nn.Module, tokenizer, train: list[Generation], held_out: lis
         losses.append(step_loss)
         bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
         done = step + 1
-        if (config.eval_interval and done % config.eval_interval == 0) or done == config.steps:
+        # Evaluation and states are the main rank's: the others hold the same weights.
+        if world.main and ((config.eval_interval and done % config.eval_interval == 0) or done == config.steps):
             row = evaluate(model, tokenizer, eval_set, eval_items, pad_id, config, done)
             row["train_loss"] = sum(losses[-10:]) / len(losses[-10:])
             history.append(row)
             log(f"step {done}: train loss {row['train_loss']:.4f}, held-out loss {row['held_out_loss']:.4f}, "
                 f"exact match {row['exact_match']:.3f} ({row['examples']} examples)")
-        if state_dir is not None and config.save_interval and done % config.save_interval == 0 \
+        if world.main and state_dir is not None and config.save_interval and done % config.save_interval == 0 \
                 and done < config.steps:
             train_state.save(state_dir, done, named, optimizer, config.to_dict(), hooks.settings(), history, losses,
                              method=hooks.state(model))

@@ -41,7 +41,7 @@ def soft_kmeans_fixed(points: torch.Tensor, c0: torch.Tensor, tau: torch.Tensor,
 def _compiled():
     # dynamic=None: the first shape compiles static, later shapes share one dynamic graph, so a
     # model's handful of layer shapes costs two compilations rather than one each.
-    return torch.compile(soft_kmeans_fixed, dynamic=None)
+    return torch.compile(soft_kmeans_fixed, dynamic=False)
 
 
 _EAGER = False
