@@ -19,7 +19,7 @@ import torch
 
 from llmpress import checkpoint
 from llmpress.cache import atomic_write_bytes
-from llmpress.methods import CALIBRATED_METHODS, get_method
+from llmpress.methods import get_method, needs_calibration
 from llmpress.models import LoadedModel, load_model
 from llmpress.models.compress import compress_model
 from llmpress.models.storage import storage_report
@@ -72,7 +72,7 @@ def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path 
         loaded = LoadedModel(copy.deepcopy(loaded.model), loaded.tokenizer, loaded.spec, loaded.path)
     extra: dict = {}
     start = time.perf_counter()
-    if method in CALIBRATED_METHODS:
+    if needs_calibration(method, config):
         from llmpress.data.wiki import calibration_windows
         from llmpress.models.calibrated import compress_calibrated
 

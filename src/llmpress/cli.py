@@ -21,7 +21,7 @@ def _compress(args) -> int:
 
     settings = {"bits": args.bits}
     # Only the options this method has (argparse leaves the others None): each method keeps its defaults.
-    optional = {"rtn": ("group_size",), "kmeans": ("group_size",), "gptq": ("group_size", "act_order"),
+    optional = {"rtn": ("group_size",), "kmeans": ("group_size", "sensitivity"), "gptq": ("group_size", "act_order"),
                 "shiftadd": ("mode", "row_group", "terms", "avg_bits")}.get(args.method, ())
     settings.update({k: getattr(args, k) for k in optional if getattr(args, k) is not None})
     calib = {"calib_samples": args.calib_samples, "calib_seqlen": args.calib_seqlen, "calib_seed": args.seed}
@@ -232,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--terms", type=int, help="shiftadd: powers of two per scale (1 = PoT, 2+ = APoT; default 2)")
     c.add_argument("--avg-bits", type=float, help="shiftadd: mixed 2/3/4-bit layers chosen automatically under "
                    "this average of stored bits per weight")
-    c.add_argument("--calib-samples", type=int, default=128, help="gptq/shiftadd: calibration windows "
+    c.add_argument("--sensitivity", choices=["none", "hessian"], help="kmeans: weight each squared error by "
+                   "its input column's calibration Hessian diagonal (default none; hessian calibrates)")
+    c.add_argument("--calib-samples", type=int, default=128, help="gptq/shiftadd/kmeans --sensitivity: calibration windows "
                    "(wiki-en train split; the quick profile uses 32)")
     c.add_argument("--calib-seqlen", type=int, default=2048, help="gptq/shiftadd: tokens per calibration "
                    "window (quick profile: 512)")

@@ -47,3 +47,28 @@ def test_bad_weights_name_the_layer():
     w[0, 0] = float("nan")
     with pytest.raises(ConfigError, match="NaN or Inf"):
         quantize_weight(w, KMeansConfig(bits=2))
+
+
+def test_hessian_weighting_lowers_the_output_error():
+    # Inputs with a few loud columns: the output error (W - W^) X weighs those columns most.
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(16, 64, generator=g) * 0.05
+    x = torch.randn(512, 64, generator=g) * torch.where(torch.arange(64) < 4, 20.0, 1.0)
+    h = x.T @ x
+    out_err = lambda p: float(((p.dequantize() - w) @ x.T).pow(2).sum())  # noqa: E731
+    plain = quantize_weight(w, KMeansConfig(bits=2))
+    weighted = get_method("kmeans").quantize_calibrated(w, h, KMeansConfig(bits=2, sensitivity="hessian"))
+    assert out_err(weighted) < 0.9 * out_err(plain)
+    with pytest.raises(ConfigError, match="needs the layer's calibration Hessian"):
+        quantize_weight(w, KMeansConfig(bits=2, sensitivity="hessian"))
+    with pytest.raises(ConfigError, match="sensitivity"):
+        KMeansConfig(sensitivity="fisher")
+
+
+def test_uniform_importance_is_plain_kmeans():
+    w = torch.randn(8, 32, generator=torch.Generator().manual_seed(3))
+    for group_size in (0, 1):
+        c = KMeansConfig(bits=2, group_size=group_size)
+        a = quantize_weight(w, c)
+        b = quantize_weight(w, c, importance=torch.full((32,), 3.0))
+        assert torch.equal(a.lut, b.lut)

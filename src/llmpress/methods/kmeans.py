@@ -3,7 +3,13 @@
 Each table (per tensor, or per group of ``group_size`` output channels) holds 2**bits
 centroids found by k-means over the weights (k-means++ seeding and Lloyd steps, or exact
 1-D k-means for scalars); every weight (or vector of ``cluster_dim`` weights) is then replaced
-by the index of its nearest centroid. No training, no calibration data.
+by the index of its nearest centroid. No training.
+
+Optional sensitivity weighting (``sensitivity="hessian"``): k-means minimises
+sum_i s_i (w_i - c(w_i))^2 with s_i the diagonal of the layer's calibration Hessian
+H = X^T X at the weight's input column, i.e. the mean squared activation that multiplies it.
+This is the diagonal of the output-error objective GPTQ minimises, ||(W - W^) X||^2 (the
+weighting SqueezeLLM uses with Fisher information instead of H). It needs calibration data.
 """
 
 from __future__ import annotations
@@ -21,13 +27,19 @@ from llmpress.methods.dkm.distinct import distinct
 from llmpress.methods.dkm.init import kmeans_1d_exact, kmeans_plus_plus
 
 INITS = ("kmeans++", "kmeans1d")
+SENSITIVITIES = ("none", "hessian")
+# With at most this many output channels per table, most weights of a group are distinct: k-means
+# runs on the points themselves instead of a unique() per group (thousands per layer).
+SMALL_GROUP = 4
 
 
 @dataclass
 class KMeansConfig(JsonConfig):
     """``bits`` 1..8 (2**bits centroids per table); ``group_size`` output channels per table
     (0 = one table per tensor); ``cluster_dim`` weights per clustered vector; ``init``
-    ``kmeans++`` (then ``lloyd_steps`` Lloyd steps, seeded) or ``kmeans1d`` (exact, scalars)."""
+    ``kmeans++`` (then ``lloyd_steps`` Lloyd steps, seeded) or ``kmeans1d`` (exact, scalars);
+    ``sensitivity`` ``none`` or ``hessian`` (weights counted by their input column's calibration
+    Hessian diagonal; needs calibration data)."""
 
     bits: int = 3
     group_size: int = 0
@@ -35,6 +47,7 @@ class KMeansConfig(JsonConfig):
     init: str = "kmeans++"
     lloyd_steps: int = 50
     seed: int = 0
+    sensitivity: str = "none"
 
     def __post_init__(self):
         for name, lo, hi in (("bits", 1, 8), ("group_size", 0, None), ("cluster_dim", 1, None),
@@ -44,17 +57,49 @@ class KMeansConfig(JsonConfig):
             raise ConfigError(f"k-means init must be one of {INITS}, got {self.init!r}")
         if self.init == "kmeans1d" and self.cluster_dim != 1:
             raise ConfigError("k-means init='kmeans1d' is exact 1-D k-means; with cluster_dim > 1 use 'kmeans++'")
+        if self.sensitivity not in SENSITIVITIES:
+            raise ConfigError(f"k-means sensitivity must be one of {SENSITIVITIES}, got {self.sensitivity!r}")
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether quantizing needs each layer's calibration Hessian."""
+        return self.sensitivity != "none"
 
 
-def quantize_weight(weight: torch.Tensor, config: KMeansConfig, name: str = "weight") -> PaletteTensor:
-    """weight [out_features, in_features] -> palette (lookup tables + packed indices)."""
+def quantize_weight(weight: torch.Tensor, config: KMeansConfig, name: str = "weight",
+                    importance: torch.Tensor | None = None) -> PaletteTensor:
+    """weight [out_features, in_features] -> palette (lookup tables + packed indices).
+
+    ``importance``: [in_features] (or [out, in]) non-negative weight of each weight's squared
+    error; None counts every weight once. Required when ``config.sensitivity`` is not "none".
+    """
     shape_config = DKMConfig(n_bits=config.bits, group_size=config.group_size, cluster_dim=config.cluster_dim,
                              memory="unique")
     pts.check(weight, shape_config, name)
-    values, counts, _ = distinct(pts.to_points(weight.detach().float(), shape_config))
+    if config.calibrated and importance is None:
+        raise ConfigError(f"{name}: k-means sensitivity={config.sensitivity!r} needs the layer's calibration "
+                          "Hessian; run it through the calibrated driver (llmpress compress adds calibration)")
+    points = pts.to_points(weight.detach().float(), shape_config)
+    mass = torch.ones(points.shape[:2])
+    if importance is not None:
+        imp = importance.detach().float().cpu().expand(weight.shape).contiguous()
+        if not bool((imp >= 0).all()) or not bool(imp.sum() > 0):
+            raise ConfigError(f"{name}: k-means importance must be >= 0 and not all 0")
+        # A vector of cluster_dim weights counts with the summed importance of its columns.
+        mass = imp.reshape(points.shape).sum(-1)
     k = 1 << config.bits
+    if 0 < config.group_size <= SMALL_GROUP and config.init == "kmeans++":
+        values, counts = points, mass
+    else:
+        values, counts, idx = distinct(points)
+        counts = torch.zeros_like(counts).scatter_add_(1, idx, mass) if importance is not None else counts
     if config.init == "kmeans1d":
         lut = kmeans_1d_exact(values, counts, k)
     else:
         lut = kmeans_plus_plus(values, counts, k, seed=config.seed, lloyd_steps=config.lloyd_steps)
     return palettize(weight, lut, config.group_size)
+
+
+def quantize(weight: torch.Tensor, hessian: torch.Tensor, config: KMeansConfig, name: str = "weight") -> PaletteTensor:
+    """The calibrated entry point: importance = diag(H) of the layer's inputs (H [in, in])."""
+    return quantize_weight(weight, config, name, importance=torch.diagonal(hessian).clamp_min(0))

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from llmpress.errors import ConfigError
 from llmpress.formats.bcq import BCQTensor
-from llmpress.methods import CALIBRATED_METHODS, get_method
+from llmpress.methods import get_method, needs_calibration
 from llmpress.methods.hessian import check_hessian, inverse_cholesky, output_error, sensitivity
 from llmpress.methods.shiftadd import ShiftAddConfig, layer_spec, quantize_plain
 from llmpress.methods.shiftadd.allocation import LayerOptions, allocate
@@ -106,8 +106,9 @@ def compress_calibrated(model: nn.Module, method: str, config, ids: torch.Tensor
     with shift scales (``shift_rounding``), and the seconds each pass took.
     """
     m = get_method(method)
-    if method not in CALIBRATED_METHODS:
-        raise ConfigError(f"{method!r} is a weight-only method; use models.compress.compress_model")
+    if not needs_calibration(method, config):
+        raise ConfigError(f"{method!r} is a weight-only method here; use models.compress.compress_model")
+    quantize = m.quantize_calibrated or m.quantize_weight
     if not isinstance(config, m.config_cls):
         raise TypeError(f"method {method!r} takes a {m.config_cls.__name__}, got {type(config).__name__}")
     linears = _targets(model)
@@ -135,7 +136,7 @@ def compress_calibrated(model: nn.Module, method: str, config, ids: torch.Tensor
             if isinstance(config, ShiftAddConfig):  # how much the power-of-two rounding of scales costs
                 extra["report"] = report.setdefault("shift_rounding", {}).setdefault(full, {})
             with _one_thread():
-                fmt = m.quantize_weight(linear.weight.data, grams[local], cfg, full, **extra)
+                fmt = quantize(linear.weight.data, grams[local], cfg, full, **extra)
             cls = ShiftAddLinear if isinstance(fmt, BCQTensor) else CompressedLinear
             module = cls(fmt, linear.bias.data if linear.bias is not None else None)
             set_module(step.layer, local, module.to(linear.weight.device))

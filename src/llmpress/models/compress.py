@@ -7,7 +7,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from llmpress.errors import ConfigError
-from llmpress.methods import CALIBRATED_METHODS, get_method
+from llmpress.methods import get_method, needs_calibration
 from llmpress.models.layers import check_finite, compressible_linears, set_module
 from llmpress.nn import CompressedLinear
 
@@ -27,8 +27,9 @@ def round_uncompressed(model: nn.Module, dtype: torch.dtype = STORAGE_DTYPE) -> 
 def compress_model(model: nn.Module, method: str, config, progress: bool = True) -> list[str]:
     """Replace each compressible ``nn.Linear`` by a :class:`CompressedLinear`; return their names."""
     m = get_method(method)
-    if method in CALIBRATED_METHODS:
-        raise ConfigError(f"{method!r} needs calibration data: use models.calibrated.compress_calibrated")
+    if needs_calibration(method, config):
+        raise ConfigError(f"{method!r} with these settings needs calibration data: use "
+                          "models.calibrated.compress_calibrated")
     if not isinstance(config, m.config_cls):
         raise TypeError(f"method {method!r} takes a {m.config_cls.__name__}, got {type(config).__name__}")
     layers = compressible_linears(model)
