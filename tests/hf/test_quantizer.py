@@ -1,0 +1,214 @@
+"""transformers round trip: from_pretrained / save_pretrained of every llmpress checkpoint kind."""
+
+import json
+
+import pytest
+import torch
+
+import llmpress  # noqa: F401  (registers quant_method "llmpress" with transformers)
+from llmpress import api, checkpoint
+from llmpress.errors import CheckpointError
+from llmpress.nn import CompressedEmbedding, CompressedLinear, ShiftAddLinear
+
+
+def _rtn(model):
+    from llmpress.methods.rtn import RTNConfig
+    from llmpress.models.compress import compress_model
+
+    compress_model(model, "rtn", RTNConfig(bits=3, group_size=32), progress=False)
+    return "rtn", CompressedLinear
+
+
+def _kmeans(model):
+    from llmpress.methods.kmeans import KMeansConfig
+    from llmpress.models.compress import compress_model
+
+    compress_model(model, "kmeans", KMeansConfig(bits=3, group_size=16, lloyd_steps=5), progress=False)
+    return "kmeans", CompressedLinear
+
+
+def _shiftadd(model):
+    from llmpress.methods.shiftadd import ShiftAddConfig
+    from llmpress.models.calibrated import compress_calibrated
+
+    ids = torch.randint(2, model.config.vocab_size, (4, 48), generator=torch.Generator().manual_seed(0))
+    compress_calibrated(model, "shiftadd", ShiftAddConfig(bits=2, row_group=16, rounds=1), ids, progress=False)
+    return "shiftadd", ShiftAddLinear
+
+
+def _dkm_embedding(model):
+    """DKM-trained, finalized: palettized linears and embedding, the tied head shares its buffers."""
+    from llmpress.methods.dkm import DKMConfig, DKMModelConfig
+    from llmpress.models.dkm import finalize, prepare
+
+    prepare(model, DKMModelConfig(linear=DKMConfig(n_bits=3, max_iter=2), embedding=DKMConfig(n_bits=4)))
+    ids = torch.randint(0, model.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    model(input_ids=ids, labels=ids).loss.backward()
+    opt.step()
+    finalize(model)
+    model.eval()
+    return "dkm", CompressedEmbedding
+
+
+KINDS = {"rtn": _rtn, "kmeans": _kmeans, "shiftadd": _shiftadd, "dkm-embedding": _dkm_embedding}
+
+
+def logits(model, seed=0):
+    x = torch.randint(0, model.config.vocab_size, (2, 17), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return model(x).logits
+
+
+def from_pretrained(path, **kw):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, **kw)
+
+
+@pytest.fixture(params=list(KINDS))
+def saved(request, tiny_model, tiny_tokenizer, tmp_path):
+    method, module_cls = KINDS[request.param](tiny_model)
+    path = checkpoint.save(tiny_model, tmp_path / "ck", tokenizer=tiny_tokenizer, method=method)
+    return tiny_model, path, module_cls
+
+
+def test_from_pretrained_equals_llmpress_load(saved, tiny_tokenizer, tmp_path):
+    model, path, module_cls = saved
+    expected = logits(model)
+    ours = checkpoint.load(path).model
+    theirs = from_pretrained(path)
+    assert torch.equal(logits(ours), expected)
+    assert torch.equal(logits(theirs), expected)
+    assert any(isinstance(m, module_cls) for m in theirs.modules())
+    assert theirs.is_quantized and theirs.hf_quantizer.quantization_config.quant_method == "llmpress"
+    # Formats keep their stored dtypes: nothing was widened on the way in.
+    for name, t in ours.state_dict().items():
+        assert theirs.state_dict()[name].dtype == t.dtype, name
+
+    # save_pretrained writes a directory both loaders read back to the same logits.
+    out = tmp_path / "hf"
+    theirs.save_pretrained(out)
+    tiny_tokenizer.save_pretrained(out)
+    assert json.loads((out / "config.json").read_text())["quantization_config"]["modules"] == \
+        checkpoint.read_manifest(path)["modules"]
+    assert torch.equal(logits(from_pretrained(out)), expected)
+    again = checkpoint.load(out)
+    assert torch.equal(logits(again.model), expected) and again.manifest["verified"] is False
+    assert torch.equal(logits(api.load(out).model), expected)
+
+
+def test_tied_palettized_head_shares_buffers(tiny_model, tiny_tokenizer, tmp_path):
+    _dkm_embedding(tiny_model)
+    path = checkpoint.save(tiny_model, tmp_path / "ck", tokenizer=tiny_tokenizer, method="dkm")
+    model = from_pretrained(path)
+    head, emb = model.lm_head, model.model.embed_tokens
+    assert isinstance(emb, CompressedEmbedding) and head.lut is emb.lut and head.indices is emb.indices
+    model.save_pretrained(tmp_path / "hf")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "hf" / "model.safetensors"), "pt") as f:
+        assert not any(k.startswith("lm_head.") for k in f.keys())
+
+
+def test_llmpress_checkpoint_config_is_a_transformers_config(saved):
+    _, path, _ = saved
+    config = json.loads((path / "config.json").read_text())
+    q = config["quantization_config"]
+    assert q["quant_method"] == "llmpress" and config["dtype"] == "float32"
+    assert q["modules"] == checkpoint.read_manifest(path)["modules"]
+    checkpoint.verify(path)  # config.json is written before the manifest hashes it
+
+
+def test_plain_model_gets_no_quantization_config(tiny_model, tmp_path):
+    path = checkpoint.save(tiny_model, tmp_path / "plain")
+    assert "quantization_config" not in json.loads((path / "config.json").read_text())
+
+
+def test_dequantize_gives_plain_modules_with_the_same_logits(tiny_model, tiny_tokenizer, tmp_path):
+    _dkm_embedding(tiny_model)
+    path = checkpoint.save(tiny_model, tmp_path / "ck", tokenizer=tiny_tokenizer, method="dkm")
+    model = from_pretrained(path)
+    expected = logits(model)
+    model.dequantize()
+    assert not any(type(m).__name__ in llmpress.nn.MODULES for m in model.modules())
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    torch.testing.assert_close(logits(model), expected, rtol=0, atol=1e-5)
+
+
+def test_trainer_step_updates_float_parameters(tiny_model, tiny_tokenizer, tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    _rtn(tiny_model)
+    model = from_pretrained(checkpoint.save(tiny_model, tmp_path / "ck", method="rtn"))
+    codes = model.model.layers[0].self_attn.q_proj.codes.clone()
+    norm = model.model.norm.weight.detach().clone()
+    ids = torch.randint(2, model.config.vocab_size, (4, 16), generator=torch.Generator().manual_seed(0))
+    data = [{"input_ids": row, "labels": row} for row in ids]
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=2,
+                             learning_rate=1e-2, report_to=[], save_strategy="no", use_cpu=True,
+                             disable_tqdm=True)
+    Trainer(model=model, args=args, train_dataset=data).train()
+    assert not torch.equal(model.model.norm.weight.detach(), norm)
+    assert torch.equal(model.model.layers[0].self_attn.q_proj.codes, codes)  # compressed weights stay fixed
+
+
+def test_continue_dkm_after_from_pretrained(tiny_model, tiny_tokenizer, tmp_path):
+    """Palettized checkpoint -> dequantize -> DKM again (starts at the stored palette) -> train -> finalize."""
+    from llmpress.methods.dkm import DKMConfig, DKMModelConfig
+    from llmpress.models.dkm import finalize, prepare
+
+    _kmeans(tiny_model)
+    model = from_pretrained(checkpoint.save(tiny_model, tmp_path / "ck", method="kmeans"))
+    stored = model.model.layers[0].self_attn.q_proj.dequantize()
+    model.dequantize()
+    prepare(model, DKMModelConfig(linear=DKMConfig(n_bits=3, group_size=16, max_iter=2)))
+    ids = torch.randint(0, model.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+    model(input_ids=ids, labels=ids).loss.backward()
+    opt.step()
+    finalize(model)
+    q = model.model.layers[0].self_attn.q_proj
+    assert isinstance(q, CompressedLinear) and q.spec.bits == 3
+    assert (q.dequantize() - stored).abs().max() < 0.02
+
+
+def test_attach_makes_an_in_memory_model_savable(tiny_model, tiny_tokenizer, tmp_path):
+    _dkm_embedding(tiny_model)
+    expected = logits(tiny_model)
+    llmpress.hf.attach(tiny_model, method="dkm")
+    tiny_model.save_pretrained(tmp_path / "hf")
+    assert torch.equal(logits(from_pretrained(tmp_path / "hf")), expected)
+
+
+def test_config_names_a_module_the_model_lacks(saved):
+    _, path, _ = saved
+    f = path / "config.json"
+    config = json.loads(f.read_text())
+    modules = config["quantization_config"]["modules"]
+    modules["model.layers.9.mlp.up_proj"] = modules.pop(next(iter(modules)))
+    f.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not have"):
+        from_pretrained(path)
+
+
+def test_unknown_module_class_is_named(saved):
+    _, path, _ = saved
+    f = path / "config.json"
+    config = json.loads(f.read_text())
+    next(iter(config["quantization_config"]["modules"].values()))["module"] = "FancyLinear"
+    f.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="FancyLinear.*upgrade llmpress"):
+        from_pretrained(path)
+
+
+def test_import_registers_lazily():
+    import subprocess
+    import sys
+
+    code = ("import sys, llmpress; assert 'transformers' not in sys.modules; "
+            "from transformers.quantizers import auto; assert 'llmpress' in auto.AUTO_QUANTIZER_MAPPING; "
+            "assert 'llmpress' in auto.AUTO_QUANTIZATION_CONFIG_MAPPING")
+    subprocess.run([sys.executable, "-c", code], check=True)
