@@ -41,7 +41,8 @@ def _dkm_embedding(model):
     from llmpress.methods.dkm import DKMConfig, DKMModelConfig
     from llmpress.models.dkm import finalize, prepare
 
-    prepare(model, DKMModelConfig(linear=DKMConfig(n_bits=3, max_iter=2), embedding=DKMConfig(n_bits=4)))
+    prepare(model, DKMModelConfig(linear=DKMConfig(n_bits=2, max_iter=1, memory="naive"),
+                                  embedding=DKMConfig(n_bits=2, max_iter=1, memory="naive")))
     ids = torch.randint(0, model.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
@@ -67,16 +68,41 @@ def from_pretrained(path, **kw):
     return AutoModelForCausalLM.from_pretrained(path, **kw)
 
 
+@pytest.fixture(scope="session")
+def built(tiny_tokenizer, tmp_path_factory):
+    """kind -> (checkpoint dir, logits of the in-memory compressed model, module class); each
+    kind is compressed once per session, on first use."""
+    from conftest import make_model
+
+    cache = {}
+
+    def get(kind):
+        if kind not in cache:
+            model = make_model(len(tiny_tokenizer))
+            method, module_cls = KINDS[kind](model)
+            path = checkpoint.save(model, tmp_path_factory.mktemp(kind) / "ck", tokenizer=tiny_tokenizer,
+                                   method=method)
+            cache[kind] = (path, logits(model), module_cls)
+        return cache[kind]
+
+    return get
+
+
 @pytest.fixture(params=list(KINDS))
-def saved(request, tiny_model, tiny_tokenizer, tmp_path):
-    method, module_cls = KINDS[request.param](tiny_model)
-    path = checkpoint.save(tiny_model, tmp_path / "ck", tokenizer=tiny_tokenizer, method=method)
-    return tiny_model, path, module_cls
+def saved(request, built):
+    return built(request.param)
+
+
+@pytest.fixture
+def editable(built, tmp_path):
+    """A private copy of the RTN checkpoint, for tests that damage it."""
+    import shutil
+
+    return shutil.copytree(built("rtn")[0], tmp_path / "ck")
 
 
 def test_from_pretrained_equals_llmpress_load(saved, tiny_tokenizer, tmp_path):
-    model, path, module_cls = saved
-    expected = logits(model)
+    path, expected, module_cls = saved
     ours = checkpoint.load(path).model
     theirs = from_pretrained(path)
     assert torch.equal(logits(ours), expected)
@@ -99,10 +125,8 @@ def test_from_pretrained_equals_llmpress_load(saved, tiny_tokenizer, tmp_path):
     assert torch.equal(logits(api.load(out).model), expected)
 
 
-def test_tied_palettized_head_shares_buffers(tiny_model, tiny_tokenizer, tmp_path):
-    _dkm_embedding(tiny_model)
-    path = checkpoint.save(tiny_model, tmp_path / "ck", tokenizer=tiny_tokenizer, method="dkm")
-    model = from_pretrained(path)
+def test_tied_palettized_head_shares_buffers(built, tmp_path):
+    model = from_pretrained(built("dkm-embedding")[0])
     head, emb = model.lm_head, model.model.embed_tokens
     assert isinstance(emb, CompressedEmbedding) and head.lut is emb.lut and head.indices is emb.indices
     model.save_pretrained(tmp_path / "hf")
@@ -113,7 +137,7 @@ def test_tied_palettized_head_shares_buffers(tiny_model, tiny_tokenizer, tmp_pat
 
 
 def test_llmpress_checkpoint_config_is_a_transformers_config(saved):
-    _, path, _ = saved
+    path = saved[0]
     config = json.loads((path / "config.json").read_text())
     q = config["quantization_config"]
     assert q["quant_method"] == "llmpress" and config["dtype"] == "float32"
@@ -126,10 +150,8 @@ def test_plain_model_gets_no_quantization_config(tiny_model, tmp_path):
     assert "quantization_config" not in json.loads((path / "config.json").read_text())
 
 
-def test_dequantize_gives_plain_modules_with_the_same_logits(tiny_model, tiny_tokenizer, tmp_path):
-    _dkm_embedding(tiny_model)
-    path = checkpoint.save(tiny_model, tmp_path / "ck", tokenizer=tiny_tokenizer, method="dkm")
-    model = from_pretrained(path)
+def test_dequantize_gives_plain_modules_with_the_same_logits(built):
+    model = from_pretrained(built("dkm-embedding")[0])
     expected = logits(model)
     model.dequantize()
     assert not any(type(m).__name__ in llmpress.nn.MODULES for m in model.modules())
@@ -137,11 +159,10 @@ def test_dequantize_gives_plain_modules_with_the_same_logits(tiny_model, tiny_to
     torch.testing.assert_close(logits(model), expected, rtol=0, atol=1e-5)
 
 
-def test_trainer_step_updates_float_parameters(tiny_model, tiny_tokenizer, tmp_path):
+def test_trainer_step_updates_float_parameters(built, tmp_path):
     from transformers import Trainer, TrainingArguments
 
-    _rtn(tiny_model)
-    model = from_pretrained(checkpoint.save(tiny_model, tmp_path / "ck", method="rtn"))
+    model = from_pretrained(built("rtn")[0])
     codes = model.model.layers[0].self_attn.q_proj.codes.clone()
     norm = model.model.norm.weight.detach().clone()
     ids = torch.randint(2, model.config.vocab_size, (4, 16), generator=torch.Generator().manual_seed(0))
@@ -154,16 +175,21 @@ def test_trainer_step_updates_float_parameters(tiny_model, tiny_tokenizer, tmp_p
     assert torch.equal(model.model.layers[0].self_attn.q_proj.codes, codes)  # compressed weights stay fixed
 
 
-def test_continue_dkm_after_from_pretrained(tiny_model, tiny_tokenizer, tmp_path):
+def test_continue_dkm_after_from_pretrained(built):
     """Palettized checkpoint -> dequantize -> DKM again (starts at the stored palette) -> train -> finalize."""
-    from llmpress.methods.dkm import DKMConfig, DKMModelConfig
+    from llmpress.methods.dkm import DKMModelConfig
     from llmpress.models.dkm import finalize, prepare
 
-    _kmeans(tiny_model)
-    model = from_pretrained(checkpoint.save(tiny_model, tmp_path / "ck", method="kmeans"))
+    model = from_pretrained(built("kmeans")[0])
     stored = model.model.layers[0].self_attn.q_proj.dequantize()
+    built_lut = model.model.layers[0].self_attn.q_proj.lut.clone()
     model.dequantize()
-    prepare(model, DKMModelConfig(linear=DKMConfig(n_bits=3, group_size=16, max_iter=2)))
+    q_proj = "model.layers.0.self_attn.q_proj"
+    settings = {"n_bits": 3, "group_size": 16, "max_iter": 1, "memory": "naive"}
+    prepare(model, DKMModelConfig(linear=None, embedding=None, overrides={q_proj: settings}))
+    # k-means over weights that hold 8 distinct values per table finds exactly the stored tables.
+    lut = model.get_submodule(q_proj).centroids.flatten(1).sort(1).values
+    assert torch.equal(lut.half(), built_lut.flatten(1).sort(1).values)
     ids = torch.randint(0, model.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-4)
@@ -175,16 +201,16 @@ def test_continue_dkm_after_from_pretrained(tiny_model, tiny_tokenizer, tmp_path
     assert (q.dequantize() - stored).abs().max() < 0.02
 
 
-def test_attach_makes_an_in_memory_model_savable(tiny_model, tiny_tokenizer, tmp_path):
-    _dkm_embedding(tiny_model)
-    expected = logits(tiny_model)
-    llmpress.hf.attach(tiny_model, method="dkm")
-    tiny_model.save_pretrained(tmp_path / "hf")
+def test_attach_makes_an_in_memory_model_savable(built, tmp_path):
+    path, expected, _ = built("dkm-embedding")
+    model = checkpoint.load(path).model  # built by llmpress, not through from_pretrained
+    llmpress.hf.attach(model, method="dkm")
+    model.save_pretrained(tmp_path / "hf")
     assert torch.equal(logits(from_pretrained(tmp_path / "hf")), expected)
 
 
-def test_config_names_a_module_the_model_lacks(saved):
-    _, path, _ = saved
+def test_config_names_a_module_the_model_lacks(editable):
+    path = editable
     f = path / "config.json"
     config = json.loads(f.read_text())
     modules = config["quantization_config"]["modules"]
@@ -194,8 +220,8 @@ def test_config_names_a_module_the_model_lacks(saved):
         from_pretrained(path)
 
 
-def test_unknown_module_class_is_named(saved):
-    _, path, _ = saved
+def test_unknown_module_class_is_named(editable):
+    path = editable
     f = path / "config.json"
     config = json.loads(f.read_text())
     next(iter(config["quantization_config"]["modules"].values()))["module"] = "FancyLinear"
