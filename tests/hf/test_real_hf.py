@@ -9,7 +9,7 @@ from llmpress import api, checkpoint
 KINDS = {
     "rtn3": dict(method="rtn", bits=3, group_size=64),
     "kmeans3": dict(method="kmeans", bits=3, lloyd_steps=5),
-    "shiftadd3": dict(method="shiftadd", bits=3, calib_samples=4, calib_seqlen=128),
+    "shiftadd3": dict(method="shiftadd", bits=3, calib_samples=4, calib_seqlen=512),
 }
 
 

@@ -66,10 +66,9 @@ class LlmpressHfQuantizer(HfQuantizer):
 
     def validate_environment(self, *args, **kwargs):
         device_map = kwargs.get("device_map")
-        if isinstance(device_map, dict) and {"disk", "cpu"} & set(map(str, device_map.values())) \
-                and len(set(map(str, device_map.values()))) > 1:
-            raise ValueError("llmpress checkpoints load whole on one device; offloading parts to cpu/disk "
-                             "is not supported (drop device_map or map everything to one device)")
+        if isinstance(device_map, dict) and "disk" in map(str, device_map.values()):
+            # Offloaded buffers stay on the meta device, and a tied head's shared buffers cannot be re-pointed.
+            raise ValueError("llmpress checkpoints cannot be offloaded to disk; map every module to a device")
 
     def _process_model_before_weight_loading(self, model, **kwargs):
         cfg: LlmpressConfig = self.quantization_config
@@ -96,11 +95,6 @@ class LlmpressHfQuantizer(HfQuantizer):
         if empty:
             raise CheckpointError(f"the checkpoint leaves {empty[:5]} unset; it is truncated or for another model")
         return model
-
-    def update_dtype(self, dtype):
-        # Formats keep their own dtypes (float16 tables/scales, uint8 codes); ``dtype`` only sets
-        # the float modules and the dtype compressed layers compute in.
-        return dtype
 
     def get_state_dict_and_metadata(self, model):
         cfg: LlmpressConfig = self.quantization_config
