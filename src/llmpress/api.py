@@ -28,10 +28,11 @@ ModelLike = str | Path | LoadedModel
 
 
 def load(model: ModelLike = "default", dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """A model spec (see :func:`llmpress.models.load_model`) or an llmpress checkpoint directory."""
+    """A model spec (see :func:`llmpress.models.load_model`) or an llmpress checkpoint directory
+    (written by llmpress, or by transformers' ``save_pretrained`` of an llmpress model)."""
     if isinstance(model, LoadedModel):
         return model
-    if checkpoint.is_checkpoint(model):
+    if checkpoint.is_checkpoint(model) or checkpoint.is_transformers_checkpoint(model):
         ck = checkpoint.load(model, dtype=dtype)
         return LoadedModel(ck.model, ck.tokenizer, str(model), Path(model))
     return load_model(str(model), dtype=dtype)

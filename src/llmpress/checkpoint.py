@@ -25,6 +25,7 @@ from torch import nn
 from llmpress import __version__
 from llmpress.cache import atomic_directory, sha256_file
 from llmpress.errors import CheckpointError
+from llmpress.hf.spec import QUANT_METHOD, is_llmpress_config, quantization_config
 from llmpress.models.layers import set_module
 from llmpress.models.storage import storage_report
 from llmpress.nn import MODULES, CompressedEmbedding
@@ -80,6 +81,23 @@ def _storable(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], 
     return tensors, aliases
 
 
+def _write_hf_config(path: Path, model: nn.Module, method: str, config: dict | None) -> None:
+    """Make config.json describe the model as saved: its compute dtype (transformers' default
+    ``dtype="auto"`` would otherwise pick the float16 of the narrowed tensors) and its compressed
+    modules, so transformers' ``from_pretrained`` (after ``import llmpress``) rebuilds them and
+    the directory is also a transformers checkpoint."""
+    data = json.loads(path.read_text())
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None:
+        data["dtype"] = _dtype_name(dtype)
+    q = quantization_config(model, method, config)
+    if q is not None:
+        data["quantization_config"] = q
+    elif (data.get("quantization_config") or {}).get("quant_method") == QUANT_METHOD:
+        del data["quantization_config"]  # stale: nothing is compressed any more
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
 def save(model: nn.Module, path: str | Path, *, tokenizer=None, method: str = "none", config: dict | None = None,
          source: str | None = None, extra: dict | None = None, overwrite: bool = False) -> Path:
     """Write ``model`` (with any compressed modules) to the directory ``path``, atomically."""
@@ -92,6 +110,7 @@ def save(model: nn.Module, path: str | Path, *, tokenizer=None, method: str = "n
     with atomic_directory(path, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp / TENSORS), metadata={"format": "pt", "producer": "llmpress"})
         model.config.save_pretrained(tmp)
+        _write_hf_config(tmp / "config.json", model, method, config)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         files = {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size}
@@ -160,14 +179,47 @@ def verify(path: str | Path, manifest: dict | None = None) -> dict:
     return manifest
 
 
+def is_transformers_checkpoint(path: str | Path) -> bool:
+    """A directory written by transformers' ``save_pretrained`` of an llmpress model (no manifest)."""
+    f = Path(path) / "config.json"
+    if not f.is_file() or (Path(path) / MANIFEST).is_file():
+        return False
+    try:
+        q = json.loads(f.read_text()).get("quantization_config") or {}
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+    return isinstance(q, dict) and q.get("quant_method") == QUANT_METHOD
+
+
+def _load_transformers(path: Path, dtype: torch.dtype) -> Checkpoint:
+    """Through transformers' ``from_pretrained`` (the llmpress quantizer rebuilds the modules).
+    Such a directory has no manifest, so there are no hashes to verify."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmpress.hf import register
+
+    register()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+    q = model.config.quantization_config.to_dict()
+    has_tokenizer = any(path.glob("tokenizer*"))
+    tokenizer = AutoTokenizer.from_pretrained(path) if has_tokenizer else None
+    manifest = {"format": "transformers", "method": q["method"], "config": q["method_config"],
+                "modules": q["modules"], "aliases": q["aliases"], "verified": False}
+    return Checkpoint(model, tokenizer, manifest, path)
+
+
 def load(path: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
-    """Rebuild the model (compressed modules included) and its tokenizer from ``path``."""
+    """Rebuild the model (compressed modules included) and its tokenizer from ``path``: an
+    llmpress checkpoint (manifest verified first) or a transformers ``save_pretrained`` directory
+    of an llmpress model (``quantization_config.quant_method == "llmpress"``)."""
     from accelerate import init_empty_weights
     from safetensors import SafetensorError
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
+    if is_transformers_checkpoint(path):
+        return _load_transformers(path, dtype)
     manifest = verify(path)
     try:
         tensors = load_file(str(path / TENSORS))
@@ -183,6 +235,8 @@ def load(path: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
                                   f"the manifest says {expected[name]}; the checkpoint is corrupt")
 
     config = AutoConfig.from_pretrained(path)
+    if is_llmpress_config(config):
+        del config.quantization_config  # rebuilt from the manifest below, not by a transformers quantizer
     # Parameters start on the meta device (no random init, no memory) and take the stored
     # tensors; buffers such as rotary tables are real, since checkpoints do not hold them.
     with init_empty_weights(include_buffers=False):
