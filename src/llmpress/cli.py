@@ -58,10 +58,10 @@ def _finetune(args) -> int:
 
         shared = {"cluster_dim": args.cluster_dim, "tau": args.tau, "max_iter": args.max_iter}
         # eDKM's embedding is one 256-entry table: a table per row would cost more than it saves.
-        embedding = DKMConfig(n_bits=args.embedding_bits, group_size=args.embedding_group_size, **shared)
-        compression = DKMModelConfig(
-            linear=DKMConfig(n_bits=args.bits, group_size=args.dkm_group_size, **shared),
-            embedding=embedding if args.embedding_bits else None).to_dict()
+        embedding = (DKMConfig(n_bits=args.embedding_bits, group_size=args.embedding_group_size, **shared)
+                     if args.embedding_bits else None)
+        compression = DKMModelConfig(linear=DKMConfig(n_bits=args.bits, group_size=args.dkm_group_size, **shared),
+                                     embedding=embedding).to_dict()
     r = api.finetune(args.model, method=args.method, data=args.data, out=args.out, overwrite=args.overwrite,
                      compression=compression, **settings)
     from llmpress.train.distributed import current

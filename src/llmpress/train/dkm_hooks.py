@@ -8,6 +8,7 @@ from torch import nn
 from llmpress.methods.dkm import DKMModelConfig
 from llmpress.models.dkm import finalize, prepare
 from llmpress.nn.dkm import DKMEmbedding, DKMLinear
+from llmpress.train import distributed
 from llmpress.train.hooks import TrainHooks
 
 
@@ -26,7 +27,7 @@ class DKMHooks(TrainHooks):
         return {"dkm": self.config.to_dict()}
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        prepare(model, self.config, progress=True)
+        prepare(model, self.config, progress=distributed.current().main)
         return model
 
     def finalize(self, model: nn.Module) -> nn.Module:
