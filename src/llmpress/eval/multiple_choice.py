@@ -18,8 +18,8 @@ from llmpress.data.bigbench import MultipleChoice
 
 
 def _encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    spaces = len(context) - len(context.rstrip(" "))
-    if spaces:  # trailing spaces belong to the continuation, so the two encode as in running text
+    spaces = len(context) - len(context.rstrip())
+    if spaces:  # trailing whitespace (any, as the harness does) belongs to the continuation, as in running text
         context, continuation = context[:-spaces], context[-spaces:] + continuation
     whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
     ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
