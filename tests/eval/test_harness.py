@@ -96,3 +96,23 @@ def test_cli_harness_on_a_compressed_checkpoint(tiny_dir, fake_cache, tmp_path, 
     ours, theirs = r["tasks"]["social_iqa"], r["harness"]["social_iqa"]
     assert theirs["examples"] == ours["examples"] == 7
     assert (theirs["acc"], theirs["acc_bytes"]) == (ours["acc"], ours["acc_norm"])
+
+
+def test_compressed_embedding_and_tied_head(tiny_model, tiny_tokenizer, fake_cache):
+    # A DKM-palettized embedding has no .weight, so the harness's re-tying of the head must not run.
+    import torch
+
+    from llmpress.methods.dkm import DKMConfig, DKMModelConfig
+    from llmpress.models.dkm import finalize, prepare
+    from llmpress.nn import CompressedEmbedding
+
+    prepare(tiny_model, DKMModelConfig(linear=DKMConfig(n_bits=3, max_iter=1), embedding=DKMConfig(n_bits=4)))
+    ids = torch.randint(0, tiny_model.config.vocab_size, (1, 8))
+    tiny_model.train()
+    tiny_model(input_ids=ids, labels=ids).loss.backward()  # finalize wants one training step
+    finalize(tiny_model)
+    tiny_model.eval()
+    assert isinstance(tiny_model.model.embed_tokens, CompressedEmbedding)
+    head = tiny_model.lm_head
+    assert_same_choices(tiny_model, tiny_tokenizer, "social_iqa")
+    assert tiny_model.lm_head is head and "tie_weights" not in tiny_model.__dict__

@@ -72,7 +72,6 @@ def write_task(task: str, examples: list[MultipleChoice] | None = None, root: Pa
     atomic_write_bytes(docs, ("\n".join(lines) + "\n").encode("utf-8"))
     config = {
         "task": name,
-        "tag": ["llmpress_bigbench"],
         "dataset_path": "json",
         # datasets caches its Arrow copy here instead of ~/.cache/huggingface
         "dataset_kwargs": {"data_files": {"test": str(docs)}, "cache_dir": str(folder / "hf-cache")},
@@ -95,10 +94,21 @@ def write_task(task: str, examples: list[MultipleChoice] | None = None, root: Pa
 def wrap_model(model, tokenizer, batch_size: int = 16, max_length: int = 2048):
     """The harness's HFLM around an already loaded (possibly compressed) model: nothing is reloaded."""
     _, HFLM, _ = _import_lm_eval()
-    # add_bos_token=False: the built-in evaluator adds no special tokens either. The harness keeps
-    # max_length + 1 tokens of (context + choice) and the built-in max_length, hence the - 1.
-    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length - 1,
-                add_bos_token=False)
+    _quiet_harness_logs()
+    # HFLM re-ties the head to the embedding, which fails on a compressed embedding (it has no
+    # weight; its head shares its buffers). The model is tied as loaded, so the call is skipped.
+    own = model.__dict__.get("tie_weights")
+    model.tie_weights = lambda *args, **kwargs: None
+    try:
+        # add_bos_token=False: the built-in evaluator adds no special tokens either. The harness keeps
+        # max_length + 1 tokens of (context + choice) and the built-in max_length, hence the - 1.
+        return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length - 1,
+                    add_bos_token=False)
+    finally:
+        if own is None:
+            del model.tie_weights
+        else:
+            model.tie_weights = own
 
 
 def _quiet_harness_logs() -> None:
@@ -115,7 +125,7 @@ def evaluate_harness(model, tokenizer, tasks: list[str], limit: int | None = Non
     gold indices. ``lm`` reuses an HFLM from :func:`wrap_model`.
     """
     lm_eval, _, TaskManager = _import_lm_eval()
-    _quiet_harness_logs()
+    _quiet_harness_logs()  # the task loading logs too, and lm may come from the caller
     lm = lm or wrap_model(model, tokenizer, batch_size=batch_size, max_length=max_length)
     out = {}
     for task in tasks:
