@@ -112,9 +112,9 @@ def wrap_model(model, tokenizer, batch_size: int = 16, max_length: int = 2048):
 
 
 def _quiet_harness_logs() -> None:
-    # Passing a model object makes the harness warn that model_args are ignored; that is intended here.
-    for name in ("lm_eval", "lm-eval"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # Passing a model object makes the harness warn that model_args are ignored (intended here), and
+    # --limit that results are for testing; llmpress prints its own table.
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
 
 
 def evaluate_harness(model, tokenizer, tasks: list[str], limit: int | None = None, batch_size: int = 16,
