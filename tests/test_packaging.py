@@ -49,4 +49,5 @@ def test_extras_name_the_optional_parts():
     # dev stays light: the heavy optional parts come through their own extras.
     assert not any(r.startswith(("matplotlib", "lm-eval", "datasets")) for r in extras["dev"])
     makefile = (REPO / "Makefile").read_text()
-    assert "'.[dev,plot]'" in makefile  # the plot tests need matplotlib
+    # the plot and harness tests need matplotlib and lm-eval: `make test` installs their extras
+    assert "'.[dev,plot,eval]'" in makefile

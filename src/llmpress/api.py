@@ -144,9 +144,11 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
 def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "quick", seqlen: int = 2048,
              corpus: str = "wiki-en", split: str = "test", tasks: list[str] | tuple[str, ...] = (),
              limit: int | None = None, batch_size: int = 16, windows: int | None = None,
-             generate: list[str] | tuple[str, ...] = (), max_new_tokens: int = 16, progress: bool = True) -> dict:
-    """Perplexity on ``corpus``/``split``, zero-shot multiple choice on BIG-bench ``tasks`` and
-    greedy exact match on BIG-bench ``generate`` tasks.
+             generate: list[str] | tuple[str, ...] = (), max_new_tokens: int = 16, progress: bool = True,
+             harness: list[str] | tuple[str, ...] = ()) -> dict:
+    """Perplexity on ``corpus``/``split``, zero-shot multiple choice on BIG-bench ``tasks``,
+    greedy exact match on BIG-bench ``generate`` tasks, and the same multiple-choice tasks run by
+    lm-evaluation-harness on the loaded model (``harness``, see :mod:`llmpress.eval.harness`).
 
     ``profile`` picks the window count (demo 8, quick 32, full all); ``windows`` overrides it.
     """
@@ -172,6 +174,11 @@ def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "qui
         result.setdefault("generation", {})[task] = evaluate_generation(
             loaded.model, loaded.tokenizer, examples, max_new_tokens=max_new_tokens, batch_size=batch_size,
             limit=limit, progress=progress)
+    if harness:
+        from llmpress.eval.harness import evaluate_harness
+
+        result["harness"] = evaluate_harness(loaded.model, loaded.tokenizer, list(harness), limit=limit,
+                                             batch_size=batch_size)
     return result
 
 

@@ -82,12 +82,13 @@ def _eval(args) -> int:
     from llmpress import api
 
     model = args.target or args.model
-    tasks, generate = _names(args.tasks), _names(args.generate)
-    if not (tasks or generate) or args.windows is not None:
+    tasks, generate, harness = _names(args.tasks), _names(args.generate), _names(args.harness)
+    if not (tasks or generate or harness) or args.windows is not None:
         args.ppl = True  # perplexity is the default measurement, and --windows asks for it
     result = api.evaluate(model, ppl=args.ppl, profile=args.profile, seqlen=args.seqlen, corpus=args.corpus,
                           split=args.split, tasks=tasks, limit=args.limit, batch_size=args.batch_size,
-                          windows=args.windows, generate=generate, max_new_tokens=args.max_new_tokens)
+                          windows=args.windows, generate=generate, max_new_tokens=args.max_new_tokens,
+                          harness=harness)
     rows = []
     if "perplexity" in result:
         p = result["perplexity"]
@@ -97,6 +98,10 @@ def _eval(args) -> int:
     for task, r in result.get("tasks", {}).items():
         rows.append({"measure": f"{task} acc", "value": r["acc"], "detail": f"{r['examples']} examples"})
         rows.append({"measure": f"{task} acc_norm", "value": r["acc_norm"], "detail": f"{r['examples']} examples"})
+    for task, r in result.get("harness", {}).items():
+        for m in ("acc", "acc_norm", "acc_bytes"):
+            rows.append({"measure": f"{task} {m} (harness)", "value": r[m],
+                         "detail": f"{r['examples']} examples, {r['harness_task']}"})
     for task, r in result.get("generation", {}).items():
         rows.append({"measure": f"{task} exact match", "value": r["exact_match"],
                      "detail": f"{r['examples']} examples, greedy"})
@@ -290,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tasks", help="comma-separated BIG-bench multiple-choice tasks, e.g. social_iqa,hyperbaton")
     e.add_argument("--generate", help="comma-separated BIG-bench tasks scored by greedy exact match, "
                    "e.g. arithmetic/2_digit_addition")
+    e.add_argument("--harness", help="comma-separated BIG-bench multiple-choice tasks run by lm-evaluation-harness "
+                   "on the loaded model, offline (needs llmpress[eval]); compare with --tasks")
     e.add_argument("--max-new-tokens", type=int, default=16)
     e.add_argument("--limit", type=int, help="evaluate only the first N examples of each task")
     e.add_argument("--batch-size", type=int, default=16)

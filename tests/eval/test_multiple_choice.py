@@ -40,3 +40,16 @@ def test_acc_and_acc_norm(tiny_model, tiny_tokenizer):
     assert r["acc"] == 0.5 and r["acc_norm"] == 0.5 and r["examples"] == 2  # one gold each way
     r0 = evaluate_multiple_choice(tiny_model, tiny_tokenizer, ex[:1], progress=False)
     assert r0["acc"] == float(best == 0) and r0["acc_norm"] == float(best_norm == 0)
+
+
+def test_trailing_newline_moves_too_as_in_the_harness(tiny_tokenizer):
+    c, k = _encode_pair(tiny_tokenizer, "the cat\n", " sat")
+    assert c == tiny_tokenizer("the cat", add_special_tokens=False)["input_ids"]
+    assert tiny_tokenizer.decode(k) == "\n sat"
+
+
+def test_per_example_scores(tiny_model, tiny_tokenizer):
+    ex = [MultipleChoice("Q: the cat\nA:", (" sat", " ran past"), 0), MultipleChoice("Q: a\nA:", (" b",), 0)]
+    r = evaluate_multiple_choice(tiny_model, tiny_tokenizer, ex, per_example=True, progress=False)
+    assert [len(s) for s in r["loglikelihoods"]] == [2, 1]
+    assert r["loglikelihoods"][1][0] == pytest.approx(single(tiny_model, tiny_tokenizer, "Q: a\nA:", " b"), abs=1e-4)

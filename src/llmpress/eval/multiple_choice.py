@@ -18,8 +18,8 @@ from llmpress.data.bigbench import MultipleChoice
 
 
 def _encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    spaces = len(context) - len(context.rstrip(" "))
-    if spaces:  # trailing spaces belong to the continuation, so the two encode as in running text
+    spaces = len(context) - len(context.rstrip())
+    if spaces:  # trailing whitespace (any, as the harness does) belongs to the continuation, as in running text
         context, continuation = context[:-spaces], context[-spaces:] + continuation
     whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
     ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
@@ -57,18 +57,24 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
 
 
 def evaluate_multiple_choice(model, tokenizer, examples: list[MultipleChoice], batch_size: int = 16,
-                             limit: int | None = None, progress: bool = True) -> dict:
+                             limit: int | None = None, progress: bool = True, per_example: bool = False) -> dict:
+    """``acc`` and ``acc_norm`` over ``examples``; ``per_example`` adds each example's choice log-likelihoods."""
     examples = examples[:limit] if limit else examples
     start = time.perf_counter()
     requests = [(ex.context, choice) for ex in examples for choice in ex.choices]
     scores = loglikelihoods(model, tokenizer, requests, batch_size=batch_size, progress=progress)
     acc = acc_norm = 0
     k = 0
+    per = []
     for ex in examples:
         s = scores[k:k + len(ex.choices)]
         k += len(ex.choices)
+        per.append(s)
         norm = [v / len(c.encode("utf-8")) for v, c in zip(s, ex.choices)]
         acc += int(max(range(len(s)), key=s.__getitem__) == ex.gold)
         acc_norm += int(max(range(len(norm)), key=norm.__getitem__) == ex.gold)
     n = len(examples)
-    return {"acc": acc / n, "acc_norm": acc_norm / n, "examples": n, "seconds": time.perf_counter() - start}
+    out = {"acc": acc / n, "acc_norm": acc_norm / n, "examples": n, "seconds": time.perf_counter() - start}
+    if per_example:
+        out["loglikelihoods"] = per
+    return out
