@@ -1,14 +1,12 @@
 """eDKM sharding: 2 processes on the gloo backend give what one process gives, with half the index list."""
 
-import os
-import socket
 from dataclasses import replace
 
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from llmpress.methods.dkm import DKMConfig, SavedStats, cluster, initial_centroids
+
+from gloo import on_ranks
 
 
 SHAPE = (256, 512)  # the int16 index list (256 KB) is large enough to be sharded
@@ -31,29 +29,14 @@ def _step(config: DKMConfig):
     return out.detach(), c, w.grad, stats
 
 
-def _worker(rank: int, port: int, results):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        out, c, grad, stats = _step(replace(CONFIG, shard=True))
-        results[rank] = (out, c, grad, stats.to_dict())
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _sharded_step():
+    out, c, grad, stats = _step(replace(CONFIG, shard=True))
+    return out, c, grad, stats.to_dict()
 
 
 def test_two_ranks_match_one():
     single = _step(CONFIG)
-    with mp.Manager() as manager:
-        results = manager.dict()
-        mp.start_processes(_worker, args=(_free_port(), results), nprocs=2, start_method="spawn")
-        ranks = [results[0], results[1]]
+    ranks = on_ranks(_sharded_step)
     for got in ranks:
         for a, b in zip(got[:3], single[:3]):
             assert torch.equal(a, b)
