@@ -43,7 +43,7 @@ def _figure(path: Path):
 
 def ppl_vs_bits(points: list[sources.PplPoint], path: Path) -> Path:
     with _figure(path) as ax:
-        refs = [p for p in points if p.method == sources.REFERENCE_METHOD]
+        refs = [p for p in points if sources.is_reference(p)]
         series: dict[str, list[sources.PplPoint]] = {}
         for p in points:
             if p not in refs:
@@ -58,8 +58,9 @@ def ppl_vs_bits(points: list[sources.PplPoint], path: Path) -> Path:
                 ax.annotate(sources.setting(p.method), (p.bits, p.ppl), textcoords="offset points", xytext=(dx, dy),
                             ha="left" if dx > 0 else "right", va="bottom" if dy > 0 else "top", fontsize=7,
                             color=line.get_color())
-        for p in refs[:1]:
-            ax.axhline(p.ppl, color="gray", linestyle="--", label=f"{p.method} reference ({p.ppl:.2f})")
+        for i, p in enumerate(refs):
+            ax.axhline(p.ppl, color=("gray", "black")[i % 2], linestyle=("--", ":")[i % 2],
+                       label=f"{p.method} ({p.ppl:.2f})")
         ax.set_yscale("log")
         # log2 spreads the 2-4 bit region that matters; 8-bit rows would otherwise take half the width.
         ax.set_xscale("log", base=2)

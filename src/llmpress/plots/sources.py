@@ -51,10 +51,17 @@ PPL_SOURCES: dict[str, Callable[[str, dict], list[PplPoint]]] = {
 }
 DELTA_SOURCE = "deltadq"
 MEMORY_SOURCE = "dkm_memory"
-SKIPPED: dict[str, str] = {}  # stem -> why no figure shows it
+SKIPPED: dict[str, str] = {  # stem -> why no figure shows it
+    "harness_agreement": "an agreement check between two evaluators (a table in BENCHMARKS.md), not a result to plot",
+}
 MEMORY_SHAPE = "4096x4096"  # the one shape every eDKM method was measured on, not scaled to
 
-REFERENCE_METHOD = "fp32"  # drawn as a line: at 32 bits it would squeeze every compressed point
+UNCOMPRESSED_BITS = 16  # rows at or above it (fp32, an fp32 fine-tune) are references, drawn as lines
+
+
+def is_reference(p: PplPoint) -> bool:
+    """An uncompressed row: at 32 bits as a point it would squeeze every compressed one."""
+    return p.bits >= UNCOMPRESSED_BITS
 
 
 def figure_sources() -> list[str]:
