@@ -1,7 +1,7 @@
 """DKM fine-tuning against post-training baselines on the default model (issue 4).
 
     python benchmarks/dkm_train.py                 # writes benchmarks/results/dkm_train.json, row by row
-    python benchmarks/dkm_train.py --steps 60      # fewer/more fine-tuning steps (same for every row)
+    python benchmarks/dkm_train.py --steps 60      # fine-tuning steps of every trained row (default 30)
     python benchmarks/dkm_train.py --full          # adds full-profile perplexity to every checkpoint row
     python benchmarks/dkm_train.py --render        # prints the BENCHMARKS.md table from that JSON
 
@@ -11,9 +11,12 @@ Rows, at 3 and at 2 bits for the 210 decoder linears:
 - k-means: post-training palettization, one table per output row (``--group-size 1``), no training;
 - fp32 fine-tuned: the same data, steps and schedule as DKM without compression, the fair
   reference for what fine-tuning alone does to wiki-en perplexity;
+- k-means, Hessian-weighted: the same palettes, each squared error weighted by its input
+  column's calibration Hessian diagonal (quick calibration profile, 32 x 512 tokens);
 - DKM: fine-tuned with every linear soft-clustered per output row (one 2**b-entry table per
   row) and the input embedding (tied to the head) on one 256-entry table, then finalized to
-  palettes: eDKM's recipe (3-bit linears, 8-bit embedding).
+  palettes: eDKM's recipe (3-bit linears, 8-bit embedding); once from k-means++ centroids and
+  once starting from the Hessian-weighted k-means tables (the fp32 weights are the model's).
 
 Every fine-tune and every compression runs in a fresh subprocess, so its peak resident memory is
 its own. The JSON is rewritten after every row; a rerun skips the rows it already has.
@@ -56,7 +59,14 @@ ROWS = [
     ("dkm 3-bit per-row", "finetune", {"method": "dkm", "compression": dkm(3)}),
     ("fp32 fine-tuned", "finetune", {"method": "full"}),
     ("kmeans 2-bit per-row", "compress", {"method": "kmeans", "bits": 2, "group_size": 1}),
+    # k-means weighted by the calibration Hessian diagonal (quick calibration profile, 32 x 512)
+    ("kmeans 3-bit per-row hessian", "compress", {"method": "kmeans", "bits": 3, "group_size": 1,
+                                                  "sensitivity": "hessian", "calib_samples": 32, "calib_seqlen": 512}),
     ("dkm 2-bit per-row", "finetune", {"method": "dkm", "compression": dkm(2)}),
+    # DKM continued from the sensitivity-weighted palette: its tables are the starting centroids,
+    # the fp32 weights those of the model ("@label": the checkpoint another row wrote).
+    ("dkm 3-bit per-row hessian-kmeans start", "finetune",
+     {"method": "dkm", "compression": dkm(3), "init_from": "@kmeans 3-bit per-row hessian"}),
 ]
 
 
@@ -75,13 +85,23 @@ def run_stage(kind: str, settings: dict, path: Path, steps: int) -> dict:
         r = api.compress("default", out=path, overwrite=True, **settings)
         cost = {"compress_seconds": r.seconds}
     else:
-        r = api.finetune("default", out=path, overwrite=True, steps=steps, progress=False, **TRAIN, **settings)
+        settings = {"steps": steps, **settings}
+        if str(settings.get("init_from", "")).startswith("@"):
+            settings["init_from"] = str(path.parent / slug(settings["init_from"][1:]))
+        r = api.finetune("default", out=path, overwrite=True, progress=False, **TRAIN, **settings)
         cost = {"steps": r.steps, "train_tokens": r.train_tokens, "train_seconds": r.seconds,
                 "final_train_loss": r.losses[-1], "history": r.history}
     info = api.info(path)
+    if not info["groups"]["compressed"]["params"]:  # an uncompressed fine-tune: the bits it stores (fp32)
+        info["bits_per_weight"] = stored_bits(info)
     return {**cost, "wall_seconds": time.time() - t0, "peak_rss_mb": peak_rss_mb(), "checkpoint": str(path),
             "bits_per_weight": info["bits_per_weight"], "model_bits_per_weight": info["model_bits_per_weight"],
             "size_mb": info["tensor_file_bytes"] / 1e6, "storage_groups": info["groups"]}
+
+
+def stored_bits(info: dict) -> float:
+    """Bits per weight of a checkpoint as stored: every tensor byte over every parameter."""
+    return 8 * info["tensor_file_bytes"] / sum(g["params"] for g in info["groups"].values())
 
 
 def from_foundation(label: str) -> dict:
@@ -130,6 +150,10 @@ def main() -> None:
         print(markdown(json.loads(out.read_text())["rows"]))
         return
     data = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    for row in data["rows"]:  # rows written before uncompressed fine-tunes counted their stored bits
+        if row.get("kind") == "finetune" and row["bits_per_weight"] == 0:
+            row["bits_per_weight"] = stored_bits({"tensor_file_bytes": row["size_mb"] * 1e6,
+                                                  "groups": row["storage_groups"]})
     data.update({"benchmark": "dkm_train", "model": "default (SmolLM2-135M-Instruct, fp32 from Q4_1 GGUF)",
                  "corpus": "wiki-en test, seqlen 2048", "train": {**TRAIN, "steps": args.steps},
                  "command": "python " + " ".join(sys.argv), "machine": api.machine(),

@@ -95,11 +95,15 @@ def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path 
 
 def finetune(model: ModelLike = "default", method: str = "full", data: str = "arithmetic",
              out: str | Path | None = None, overwrite: bool = False, state_dir: str | Path | None = None,
-             progress: bool = True, log=print, compression: dict | None = None, **settings):
+             progress: bool = True, log=print, compression: dict | None = None,
+             init_from: str | Path | None = None, **settings):
     """Fine-tune ``model`` on the train split of ``data`` and save it to ``out`` (an llmpress checkpoint).
 
     ``method`` "full" trains plainly; "dkm" clusters the weights in the loop and saves a palettized
     model, with ``compression`` the :class:`llmpress.methods.dkm.DKMModelConfig` (as a dict).
+    ``init_from`` (dkm): a palettized checkpoint of the same model (e.g. ``compress --method kmeans
+    --sensitivity hessian``) whose tables become the starting centroids; the fp32 weights still
+    come from ``model``.
 
     Launched by ``torchrun --nproc_per_node R``, it trains data parallel (gloo on CPU, NCCL on
     GPUs; see :mod:`llmpress.train.distributed`): the same model as one process, and only rank 0
@@ -126,7 +130,18 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
         state_dir = Path(out).with_name(Path(out).name + ".train-state")
     loaded = load(model)
     train, held_out = load_split(data)
-    hooks = METHODS[method](compression) if compression is not None else METHODS[method]()
+    if init_from is not None:
+        if method != "dkm":
+            raise ConfigError(f"init_from starts DKM's centroids from a palette; method {method!r} has none")
+        from llmpress.models.dkm import palette_tables
+
+        tables = palette_tables(load(init_from).model)
+        if not tables:
+            raise ConfigError(f"{init_from} holds no palettized layers to start DKM from (compress it with "
+                              "--method kmeans first)")
+        hooks = METHODS[method](compression, centroids=tables, init_from=str(init_from))
+    else:
+        hooks = METHODS[method](compression) if compression is not None else METHODS[method]()
     result = run(loaded.model, loaded.tokenizer, train, held_out, config, hooks=hooks,
                  state_dir=state_dir, progress=progress, log=log)
     if out is not None and world.main:

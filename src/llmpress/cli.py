@@ -63,7 +63,7 @@ def _finetune(args) -> int:
         compression = DKMModelConfig(linear=DKMConfig(n_bits=args.bits, group_size=args.dkm_group_size, **shared),
                                      embedding=embedding).to_dict()
     r = api.finetune(args.model, method=args.method, data=args.data, out=args.out, overwrite=args.overwrite,
-                     compression=compression, **settings)
+                     compression=compression, init_from=args.init_from, **settings)
     from llmpress.train.distributed import current
 
     if not current().main:  # under torchrun the other ranks trained the same model silently
@@ -278,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--cluster-dim", type=int, default=1, help="dkm: weights per clustered vector")
     f.add_argument("--tau", type=float, default=1e-3, help="dkm: softmax temperature, x the weight variance")
     f.add_argument("--max-iter", type=int, default=5, help="dkm: soft k-means iterations per step")
+    f.add_argument("--init-from", help="dkm: start the centroids from this palettized checkpoint of the same "
+                   "model (e.g. compress --method kmeans --sensitivity hessian with the same group size)")
     f.add_argument("--out", help="output checkpoint directory; rerunning continues an interrupted run")
     f.add_argument("--overwrite", action="store_true")
     f.add_argument("--json", help="also write the history to this JSON file")

@@ -118,3 +118,34 @@ def test_finalize_to_palettes_and_back_from_a_checkpoint(tiny_model, tiny_tokeni
     assert loaded.lm_head.lut is loaded.model.embed_tokens.lut
     with torch.no_grad():
         assert torch.equal(loaded(input_ids=ids).logits, expected)
+
+
+def test_prepare_starts_from_a_post_training_palette(tiny_model):
+    import copy
+
+    import pytest
+
+    from llmpress.errors import ConfigError
+    from llmpress.methods.kmeans import KMeansConfig
+    from llmpress.models.compress import compress_model
+    from llmpress.models.dkm import palette_tables
+
+    palettized = copy.deepcopy(tiny_model)
+    compress_model(palettized, "kmeans", KMeansConfig(bits=2, group_size=1), progress=False)
+    tables = palette_tables(palettized)
+    q = "model.layers.0.self_attn.q_proj"
+    assert tables[q].shape == (tiny_model.get_submodule(q).out_features, 4, 1)
+    # A per-tensor config cannot start from per-row tables: the error names the layer and the shapes.
+    with pytest.raises(ConfigError, match="q_proj: starting centroids have shape"):
+        prepare(copy.deepcopy(tiny_model), DKMModelConfig(linear=DKMConfig(n_bits=2), embedding=None),
+                centroids=tables)
+    config = DKMConfig(n_bits=2, group_size=1, max_iter=1, tau=1e-6, memory="naive")
+    prepare(tiny_model, DKMModelConfig(linear=config, embedding=None), centroids=tables)
+    m = tiny_model.get_submodule(q)
+    assert torch.equal(m.centroids, tables[q])
+    # At a near-zero temperature the soft clustering is the palette's nearest-centroid assignment:
+    # the model starts where the post-training palette ends (one soft k-means step moves the
+    # centroids to the means of their weights, which is where k-means left them).
+    with torch.no_grad():
+        expected = palettized.get_submodule(q).dequantize()
+        assert torch.allclose(m.clustered_weight(), expected, atol=1e-3)

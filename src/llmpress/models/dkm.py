@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -13,11 +14,16 @@ from llmpress.nn import CompressedEmbedding, CompressedLinear
 from llmpress.nn.dkm import DKMEmbedding, DKMLinear, DKMTiedHead
 
 
-def prepare(model: nn.Module, config: DKMModelConfig | None = None, progress: bool = False) -> list[str]:
+def prepare(model: nn.Module, config: DKMModelConfig | None = None, progress: bool = False,
+            centroids: dict[str, torch.Tensor] | None = None) -> list[str]:
     """Replace the chosen ``nn.Linear`` / input ``nn.Embedding`` modules of ``model`` by DKM modules,
     in place; return the wrapped names. The parameters stay the same objects, so an optimizer
     built before or after sees the same weights. A tied output head follows its embedding.
+
+    ``centroids``: starting tables [G, K, d] by module name (e.g. :func:`palette_tables` of a
+    post-training palette of the same model); modules not named start from k-means++.
     """
+    centroids = centroids or {}
     config = config or DKMModelConfig()
     chosen: list[tuple[str, nn.Module, object]] = []
     for name, linear in compressible_linears(model):
@@ -33,7 +39,7 @@ def prepare(model: nn.Module, config: DKMModelConfig | None = None, progress: bo
     wrapped = {}
     for name, module, c in tqdm(chosen, desc="DKM prepare", unit="module", disable=not progress):
         cls = DKMEmbedding if isinstance(module, nn.Embedding) else DKMLinear
-        wrapped[name] = cls(module, c, name=name)
+        wrapped[name] = cls(module, c, name=name, centroids=centroids.get(name))
         set_module(model, name, wrapped[name])
     if embed_name in wrapped:
         for head_name in output_embedding_names(model):
@@ -41,6 +47,20 @@ def prepare(model: nn.Module, config: DKMModelConfig | None = None, progress: bo
             if isinstance(head, nn.Linear) and head.weight is wrapped[embed_name].weight:
                 set_module(model, head_name, DKMTiedHead(head, wrapped[embed_name]))
     return list(wrapped)
+
+
+def palette_tables(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The lookup tables [G, K, d] of every palettized module of ``model``, by module name: the
+    starting centroids that continue DKM from a post-training palette (e.g. sensitivity-weighted
+    k-means). A tied head, which shares its embedding's table, is left out."""
+    tables, seen = {}, set()
+    for name, m in model.named_modules():
+        if isinstance(m, (CompressedLinear, CompressedEmbedding)) and m.meta()["format"] == "palette":
+            lut = m.packed().lut
+            if lut.data_ptr() not in seen:
+                seen.add(lut.data_ptr())
+                tables[name] = lut.float().clone()
+    return tables
 
 
 def finalize(model: nn.Module) -> list[str]:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmpress.errors import ConfigError
 from llmpress.methods import dkm
 from llmpress.methods.dkm import DKMConfig
 
@@ -19,12 +20,21 @@ from llmpress.methods.dkm import DKMConfig
 class _Clustered(nn.Module):
     """Shared state: ``weight`` (parameter), ``centroids`` [G, K, d] and ``tau`` (absolute) buffers."""
 
-    def _setup(self, weight: nn.Parameter, config: DKMConfig, name: str) -> None:
+    def _setup(self, weight: nn.Parameter, config: DKMConfig, name: str, centroids: torch.Tensor | None) -> None:
         dkm.check(weight, config, name)
         self.weight = weight
         self.config = config
         self.name = name
-        self.register_buffer("centroids", dkm.initial_centroids(weight, config))
+        if centroids is None:
+            centroids = dkm.initial_centroids(weight, config)
+        else:  # a warm start (e.g. the tables of a post-training palette); the shape must fit the config
+            expected = (dkm.group_count(weight, config), config.n_clusters, config.cluster_dim)
+            if tuple(centroids.shape) != expected:
+                raise ConfigError(f"{name}: starting centroids have shape {tuple(centroids.shape)}, its DKM config "
+                                  f"needs {expected} (group_size {config.group_size}, {config.n_bits} bits, "
+                                  f"cluster_dim {config.cluster_dim})")
+            centroids = centroids.detach().to(device=weight.device, dtype=torch.float32).clone()
+        self.register_buffer("centroids", centroids)
         self.register_buffer("tau", torch.tensor(dkm.absolute_tau(weight, config), dtype=torch.float64))
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))  # training forwards seen
         self._cache: tuple | None = None
@@ -54,10 +64,11 @@ class _Clustered(nn.Module):
 class DKMLinear(_Clustered):
     """``nn.Linear`` computing with the clustered weight. x: [..., in] -> [..., out]."""
 
-    def __init__(self, linear: nn.Linear, config: DKMConfig, name: str = "linear"):
+    def __init__(self, linear: nn.Linear, config: DKMConfig, name: str = "linear",
+                 centroids: torch.Tensor | None = None):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self._setup(linear.weight, config, name)
+        self._setup(linear.weight, config, name, centroids)
         self.bias = linear.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,11 +78,12 @@ class DKMLinear(_Clustered):
 class DKMEmbedding(_Clustered):
     """``nn.Embedding`` looking rows up in the clustered weight. ids: [...] -> [..., dim]."""
 
-    def __init__(self, embedding: nn.Embedding, config: DKMConfig, name: str = "embedding"):
+    def __init__(self, embedding: nn.Embedding, config: DKMConfig, name: str = "embedding",
+                 centroids: torch.Tensor | None = None):
         super().__init__()
         self.num_embeddings, self.embedding_dim = embedding.num_embeddings, embedding.embedding_dim
         self.padding_idx = embedding.padding_idx
-        self._setup(embedding.weight, config, name)
+        self._setup(embedding.weight, config, name, centroids)
         self._step_weight: torch.Tensor | None = None
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:

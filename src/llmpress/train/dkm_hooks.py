@@ -20,14 +20,18 @@ class DKMHooks(TrainHooks):
 
     name = "dkm"
 
-    def __init__(self, config: DKMModelConfig | dict | None = None):
+    def __init__(self, config: DKMModelConfig | dict | None = None, centroids: dict[str, torch.Tensor] | None = None,
+                 init_from: str | None = None):
+        """``centroids``: starting tables by module name (see :func:`llmpress.models.dkm.palette_tables`);
+        ``init_from`` names where they came from, recorded with the run's settings."""
         self.config = DKMModelConfig.from_dict(config) if isinstance(config, dict) else config or DKMModelConfig()
+        self.centroids, self.init_from = centroids, init_from
 
     def settings(self) -> dict:
-        return {"dkm": self.config.to_dict()}
+        return {"dkm": self.config.to_dict(), **({"init_from": self.init_from} if self.init_from else {})}
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        prepare(model, self.config, progress=distributed.current().main)
+        prepare(model, self.config, progress=distributed.current().main, centroids=self.centroids)
         return model
 
     def finalize(self, model: nn.Module) -> nn.Module:

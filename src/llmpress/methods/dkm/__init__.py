@@ -21,7 +21,8 @@ device, each storage once; ``shard`` keeps 1/R of every large saved tensor on ea
 
 from llmpress.methods.dkm.config import DKMConfig, DKMModelConfig
 from llmpress.methods.dkm.engine import absolute_tau, check, cluster, initial_centroids
+from llmpress.methods.dkm.points import group_count
 from llmpress.methods.dkm.saved_tensors import SavedStats, SavedTensorHooks, SavedTensorMeter, marshal
 
 __all__ = ["DKMConfig", "DKMModelConfig", "SavedStats", "SavedTensorHooks", "SavedTensorMeter", "absolute_tau",
-           "check", "cluster", "initial_centroids", "marshal"]
+           "check", "cluster", "group_count", "initial_centroids", "marshal"]

@@ -35,6 +35,11 @@ def check(weight: torch.Tensor, config: DKMConfig, name: str) -> None:
                           "run that produced it)")
 
 
+def group_count(weight: torch.Tensor, config: DKMConfig) -> int:
+    """G, the number of centroid tables of ``weight`` [rows, cols]."""
+    return weight.shape[0] // config.group_size if config.group_size else 1
+
+
 def to_points(weight: torch.Tensor, config: DKMConfig) -> torch.Tensor:
     """[rows, cols] -> [G, P, d] view."""
     rows, cols = weight.shape
