@@ -1,7 +1,10 @@
 import json
 
+import pytest
+
 from llmpress import api
 from llmpress.cli import main
+from llmpress.errors import ConfigError
 
 
 def test_compress_info_eval_through_the_cli(tiny_dir, fake_cache, tmp_path, capsys):
@@ -72,3 +75,13 @@ def test_finetune_dkm_through_the_cli(tiny_dir, fake_cache, tmp_path, capsys):
     assert manifest["extra"]["method_settings"]["dkm"]["linear"]["n_bits"] == 2
     p = api.evaluate(str(out), windows=1, seqlen=32, progress=False)["perplexity"]
     assert p["ppl"] > 1
+    # Continue DKM from that palette: its tables are the starting centroids, recorded in the run.
+    again = tmp_path / "dkm-again"
+    assert main(["finetune", "--model", str(tiny_dir), "--method", "dkm", "--data", "arithmetic", "--steps", "1",
+                 "--batch-size", "4", "--seq-len", "24", "--eval-interval", "0", "--eval-examples", "2",
+                 "--bits", "2", "--embedding-bits", "4", "--max-iter", "2", "--init-from", str(out),
+                 "--out", str(again)]) == 0
+    settings = json.loads((again / "llmpress.json").read_text())["extra"]["method_settings"]
+    assert settings["init_from"] == str(out)
+    with pytest.raises(ConfigError, match="init_from starts DKM"):
+        api.finetune(str(tiny_dir), method="full", data="arithmetic", init_from=str(out), steps=1)
