@@ -121,7 +121,8 @@ def ppl_cell(row: dict, key: str) -> str:
 def markdown(rows: list[dict]) -> str:
     lines = ["| method | bits/weight (linears) | size MB | ppl quick | ppl full | fine-tuning cost |",
              "|---|---|---|---|---|---|"]
-    for r in rows:
+    order = {label: i for i, (label, _, _) in enumerate(ROWS)}
+    for r in sorted(rows, key=lambda r: order.get(r["method"], len(order))):
         cost = "-"
         if "train_seconds" in r:
             cost = (f"{r['steps']} steps, {r['train_tokens']:,} tokens, {r['train_seconds'] / 60:.0f} min, "
@@ -157,6 +158,8 @@ def main() -> None:
     data.update({"benchmark": "dkm_train", "model": "default (SmolLM2-135M-Instruct, fp32 from Q4_1 GGUF)",
                  "corpus": "wiki-en test, seqlen 2048", "train": {**TRAIN, "steps": args.steps},
                  "command": "python " + " ".join(sys.argv), "machine": api.machine(),
+                 # every invocation that added to this file, in order (rows are resumed, not redone)
+                 "commands": data.get("commands", []) + ["python " + " ".join(sys.argv)],
                  "notes": "bits_per_weight counts every stored byte of the 210 decoder linears (indices and "
                           "float16 tables). size_mb is every tensor byte of the checkpoint: DKM rows store the "
                           "embedding (and the tied head) as an 8-bit palette, the other rows as float16. "
