@@ -135,25 +135,37 @@ def save(model: nn.Module, path: str | Path, *, tokenizer=None, method: str = "n
     return path
 
 
-def read_manifest(path: str | Path) -> dict:
-    path = Path(path)
-    mf = path / MANIFEST
-    if not path.is_dir():
-        raise CheckpointError(f"{path} is not a directory; an llmpress checkpoint is a directory with {MANIFEST}")
+def load_manifest(path: Path, name: str, format_name: str, format_version: int, kind: str, make: str) -> dict:
+    """The JSON manifest ``path/name`` of an llmpress directory of ``kind`` ("checkpoint", "delta"),
+    checked for its format and version; every failure is a CheckpointError saying what to do.
+    ``make``: the command that creates such a directory, for the error of a missing manifest."""
+    mf = path / name
     if not mf.is_file():
-        raise CheckpointError(f"{path} has no {MANIFEST}: not an llmpress checkpoint (save one with `llmpress compress`)")
+        raise CheckpointError(f"{path} has no {name}: not an llmpress {kind} ({make})")
     try:
         manifest = json.loads(mf.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{mf} is not valid JSON ({exc}); the checkpoint is corrupt, re-create it") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{mf} is not an llmpress manifest (format={manifest.get('format') if isinstance(manifest, dict) else None!r})")
+        raise CheckpointError(f"{mf} is not valid JSON ({exc}); the {kind} is corrupt, re-create it") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != format_name:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise CheckpointError(f"{mf} is not an llmpress {'' if kind == 'checkpoint' else kind + ' '}manifest "
+                              f"(format={found!r})")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != format_version:
         raise CheckpointError(
-            f"{mf} has checkpoint format version {version}, this llmpress ({__version__}) reads version "
-            f"{FORMAT_VERSION}; use the llmpress version that wrote it (manifest versions: {manifest.get('versions')})"
+            f"{mf} has {kind} format version {version}, this llmpress ({__version__}) reads version "
+            f"{format_version}; use the llmpress version that wrote it (manifest versions: {manifest.get('versions')})"
         )
+    return manifest
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a directory; an llmpress checkpoint is a directory with {MANIFEST}")
+    manifest = load_manifest(path, MANIFEST, FORMAT_NAME, FORMAT_VERSION, "checkpoint",
+                             "save one with `llmpress compress`")
+    mf = path / MANIFEST
     for key in ("files", "tensors", "modules", "aliases"):
         if not isinstance(manifest.get(key), dict):
             raise CheckpointError(f"{mf} lacks its '{key}' table; the checkpoint is corrupt, re-create it")

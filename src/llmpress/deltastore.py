@@ -25,6 +25,7 @@ from torch import nn
 
 from llmpress import __version__
 from llmpress.cache import atomic_directory, sha256_file
+from llmpress.checkpoint import load_manifest
 from llmpress.errors import CheckpointError
 from llmpress.formats import FORMATS
 from llmpress.methods.deltadq.accounting import account
@@ -99,20 +100,8 @@ def save(delta: Delta, path: str | Path, overwrite: bool = False) -> Path:
 
 
 def read_manifest(path: str | Path) -> dict:
-    path = Path(path)
-    mf = path / MANIFEST
-    if not mf.is_file():
-        raise CheckpointError(f"{path} has no {MANIFEST}: not an llmpress delta (make one with `llmpress delta compress`)")
-    try:
-        manifest = json.loads(mf.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{mf} is not valid JSON ({exc}); the delta is corrupt, re-create it") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{mf} is not an llmpress delta manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{mf} has delta format version {manifest.get('format_version')}; this llmpress reads "
-                              f"version {FORMAT_VERSION}: use the llmpress version that wrote it")
-    return manifest
+    return load_manifest(Path(path), MANIFEST, FORMAT_NAME, FORMAT_VERSION, "delta",
+                         "make one with `llmpress delta compress`")
 
 
 def directory_bytes(path: str | Path) -> dict[str, int]:
