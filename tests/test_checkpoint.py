@@ -127,7 +127,7 @@ def test_failed_save_leaves_nothing(tiny_model, tmp_path, monkeypatch):
 
 
 def test_weights_shared_without_config_tie(tiny_tokenizer, tmp_path):
-    from conftest import make_model
+    from tests.conftest import make_model
 
     model = make_model(len(tiny_tokenizer), tied=False)
     model.lm_head.weight = model.model.embed_tokens.weight  # shared by hand, not by the config
@@ -138,7 +138,7 @@ def test_weights_shared_without_config_tie(tiny_tokenizer, tmp_path):
 
 
 def test_untied_model_stores_both(tiny_tokenizer, tmp_path):
-    from conftest import make_model
+    from tests.conftest import make_model
 
     model = make_model(len(tiny_tokenizer), tied=False)
     ck = checkpoint.load(checkpoint.save(model, tmp_path / "untied"))

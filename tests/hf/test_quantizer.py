@@ -72,7 +72,7 @@ def from_pretrained(path, **kw):
 def built(tiny_tokenizer, tmp_path_factory):
     """kind -> (checkpoint dir, logits of the in-memory compressed model, module class); each
     kind is compressed once per session, on first use."""
-    from conftest import make_model
+    from tests.conftest import make_model
 
     cache = {}
 

@@ -11,7 +11,7 @@ from llmpress.methods.deltadq import BitDeltaConfig, DeltaDQConfig
 from llmpress.models import delta as dm
 from llmpress.nn import DeltaLinear
 
-from conftest import make_model
+from tests.conftest import make_model
 
 
 def finetune_of(base, seed=1, scale=0.01, embeddings=False):

@@ -6,9 +6,9 @@ from llmpress.methods.dkm import DKMConfig, DKMModelConfig
 from llmpress.train import DKMHooks, TrainConfig, finetune
 from llmpress.train.distributed import World
 
-from conftest import make_model, make_tokenizer
-from gloo import on_ranks
-from train.test_loop import HELD, TRAIN
+from tests.conftest import make_model, make_tokenizer
+from tests.gloo import on_ranks
+from tests.train.test_loop import HELD, TRAIN
 
 CONFIG = TrainConfig(steps=3, lr=3e-3, warmup_steps=1, batch_size=4, grad_accum=2, seq_len=32, eval_interval=0,
                      eval_examples=2, max_new_tokens=2, save_interval=0, seed=0)

@@ -8,8 +8,8 @@ from llmpress.methods.dkm import DKMConfig, DKMModelConfig
 from llmpress.nn import CompressedLinear
 from llmpress.train import DKMHooks, TrainConfig, finetune
 
-from conftest import make_model
-from train.test_loop import HELD, TRAIN
+from tests.conftest import make_model
+from tests.train.test_loop import HELD, TRAIN
 
 DKM = DKMModelConfig(linear=DKMConfig(n_bits=2, max_iter=2), embedding=None)
 

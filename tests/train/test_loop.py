@@ -7,7 +7,7 @@ from llmpress.train import TrainConfig, finetune
 from llmpress.train.examples import IGNORE, batch_indices, collate, encode
 from llmpress.train.schedule import lr_at
 
-from conftest import make_model
+from tests.conftest import make_model
 
 TRAIN = [Generation(f"Q: What is {a} plus {b}?\nA:", (str(a + b),)) for a in range(10, 22) for b in range(20, 24)]
 HELD = TRAIN[:4]

@@ -6,7 +6,7 @@ import torch
 
 from llmpress.methods.dkm import DKMConfig, SavedStats, cluster, initial_centroids
 
-from gloo import on_ranks
+from tests.gloo import on_ranks
 
 
 SHAPE = (256, 512)  # the int16 index list (256 KB) is large enough to be sharded
