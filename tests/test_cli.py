@@ -85,3 +85,12 @@ def test_finetune_dkm_through_the_cli(tiny_dir, fake_cache, tmp_path, capsys):
     assert settings["init_from"] == str(out)
     with pytest.raises(ConfigError, match="init_from starts DKM"):
         api.finetune(str(tiny_dir), method="full", data="arithmetic", init_from=str(out), steps=1)
+    # Hessian-weighted DKM calibrates on wiki-en first and records what it calibrated on.
+    weighted = tmp_path / "dkm-hessian"
+    assert main(["finetune", "--model", str(tiny_dir), "--method", "dkm", "--data", "arithmetic", "--steps", "1",
+                 "--batch-size", "4", "--seq-len", "24", "--eval-interval", "0", "--eval-examples", "2",
+                 "--bits", "2", "--embedding-bits", "0", "--max-iter", "2", "--dkm-sensitivity", "hessian",
+                 "--calib-samples", "2", "--calib-seqlen", "16", "--out", str(weighted)]) == 0
+    settings = json.loads((weighted / "llmpress.json").read_text())["extra"]["method_settings"]
+    assert settings["dkm"]["sensitivity"] == "hessian"
+    assert settings["calibration"] == {"corpus": "wiki-en", "split": "train", "samples": 2, "seqlen": 16, "seed": 0}

@@ -96,14 +96,17 @@ def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path 
 def finetune(model: ModelLike = "default", method: str = "full", data: str = "arithmetic",
              out: str | Path | None = None, overwrite: bool = False, state_dir: str | Path | None = None,
              progress: bool = True, log=print, compression: dict | None = None,
-             init_from: str | Path | None = None, **settings):
+             init_from: str | Path | None = None, calib_samples: int = 32, calib_seqlen: int = 512,
+             calib_seed: int = 0, **settings):
     """Fine-tune ``model`` on the train split of ``data`` and save it to ``out`` (an llmpress checkpoint).
 
     ``method`` "full" trains plainly; "dkm" clusters the weights in the loop and saves a palettized
     model, with ``compression`` the :class:`llmpress.methods.dkm.DKMModelConfig` (as a dict).
     ``init_from`` (dkm): a palettized checkpoint of the same model (e.g. ``compress --method kmeans
     --sensitivity hessian``) whose tables become the starting centroids; the fp32 weights still
-    come from ``model``.
+    come from ``model``. With ``compression["sensitivity"] == "hessian"`` the linears' importance
+    (calibration Hessian diagonals) comes from ``calib_samples`` seeded windows of ``calib_seqlen``
+    tokens of the wiki-en train split (the quick calibration profile, 32 x 512, by default).
 
     Launched by ``torchrun --nproc_per_node R``, it trains data parallel (gloo on CPU, NCCL on
     GPUs; see :mod:`llmpress.train.distributed`): the same model as one process, and only rank 0
@@ -130,18 +133,10 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
         state_dir = Path(out).with_name(Path(out).name + ".train-state")
     loaded = load(model)
     train, held_out = load_split(data)
-    if init_from is not None:
-        if method != "dkm":
-            raise ConfigError(f"init_from starts DKM's centroids from a palette; method {method!r} has none")
-        from llmpress.models.dkm import palette_tables
-
-        tables = palette_tables(load(init_from).model)
-        if not tables:
-            raise ConfigError(f"{init_from} holds no palettized layers to start DKM from (compress it with "
-                              "--method kmeans first)")
-        hooks = METHODS[method](compression, centroids=tables, init_from=str(init_from))
-    else:
-        hooks = METHODS[method](compression) if compression is not None else METHODS[method]()
+    if init_from is not None and method != "dkm":
+        raise ConfigError(f"init_from starts DKM's centroids from a palette; method {method!r} has none")
+    hooks = (_dkm_hooks(loaded, compression, init_from, calib_samples, calib_seqlen, calib_seed)
+             if method == "dkm" else METHODS[method]())
     result = run(loaded.model, loaded.tokenizer, train, held_out, config, hooks=hooks,
                  state_dir=state_dir, progress=progress, log=log)
     if out is not None and world.main:
@@ -154,6 +149,33 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
             shutil.rmtree(state_dir, ignore_errors=True)
     world.barrier()  # no rank exits (tearing down the group) before the checkpoint is complete
     return result
+
+
+def _dkm_hooks(loaded: LoadedModel, compression: dict | None, init_from, calib_samples: int, calib_seqlen: int,
+               calib_seed: int):
+    """The DKM hooks of a fine-tune: starting tables from ``init_from``, importance from calibration."""
+    from llmpress.errors import ConfigError
+    from llmpress.methods.dkm import DKMModelConfig
+    from llmpress.models.dkm import hessian_importance, palette_tables
+    from llmpress.train.dkm_hooks import DKMHooks
+
+    config = DKMModelConfig.from_dict(compression) if compression is not None else DKMModelConfig()
+    tables = None
+    if init_from is not None:
+        tables = palette_tables(load(init_from).model)
+        if not tables:
+            raise ConfigError(f"{init_from} holds no palettized layers to start DKM from (compress it with "
+                              "--method kmeans first)")
+    importance = calibration = None
+    if config.sensitivity == "hessian":
+        from llmpress.data.wiki import calibration_windows
+
+        ids = calibration_windows(loaded.tokenizer, calib_samples, calib_seqlen, seed=calib_seed)
+        importance = hessian_importance(loaded.model, ids)
+        calibration = {"corpus": "wiki-en", "split": "train", "samples": calib_samples, "seqlen": calib_seqlen,
+                       "seed": calib_seed}
+    return DKMHooks(config, centroids=tables, init_from=str(init_from) if init_from else None,
+                    importance=importance, calibration=calibration)
 
 
 def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "quick", seqlen: int = 2048,

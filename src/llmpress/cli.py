@@ -61,9 +61,10 @@ def _finetune(args) -> int:
         embedding = (DKMConfig(n_bits=args.embedding_bits, group_size=args.embedding_group_size, **shared)
                      if args.embedding_bits else None)
         compression = DKMModelConfig(linear=DKMConfig(n_bits=args.bits, group_size=args.dkm_group_size, **shared),
-                                     embedding=embedding).to_dict()
+                                     embedding=embedding, sensitivity=args.dkm_sensitivity).to_dict()
     r = api.finetune(args.model, method=args.method, data=args.data, out=args.out, overwrite=args.overwrite,
-                     compression=compression, init_from=args.init_from, **settings)
+                     compression=compression, init_from=args.init_from, calib_samples=args.calib_samples,
+                     calib_seqlen=args.calib_seqlen, **settings)
     from llmpress.train.distributed import current
 
     if not current().main:  # under torchrun the other ranks trained the same model silently
@@ -280,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-iter", type=int, default=5, help="dkm: soft k-means iterations per step")
     f.add_argument("--init-from", help="dkm: start the centroids from this palettized checkpoint of the same "
                    "model (e.g. compress --method kmeans --sensitivity hessian with the same group size)")
+    f.add_argument("--dkm-sensitivity", choices=["none", "hessian"], default="none",
+                   help="dkm: weight each linear's centroid updates by its inputs' calibration Hessian diagonal "
+                   "(as compress --method kmeans --sensitivity hessian does)")
+    f.add_argument("--calib-samples", type=int, default=32,
+                   help="dkm --dkm-sensitivity hessian: calibration windows of the wiki-en train split")
+    f.add_argument("--calib-seqlen", type=int, default=512, help="tokens per calibration window")
     f.add_argument("--out", help="output checkpoint directory; rerunning continues an interrupted run")
     f.add_argument("--overwrite", action="store_true")
     f.add_argument("--json", help="also write the history to this JSON file")

@@ -149,3 +149,44 @@ def test_prepare_starts_from_a_post_training_palette(tiny_model):
     with torch.no_grad():
         expected = palettized.get_submodule(q).dequantize()
         assert torch.allclose(m.clustered_weight(), expected, atol=1e-3)
+
+
+def test_hessian_importance_is_the_sum_of_squared_inputs(tiny_model):
+    from llmpress.models.dkm import hessian_importance
+
+    ids = torch.randint(0, 100, (3, 10), generator=torch.Generator().manual_seed(0))
+    seen = {}
+    names = ["model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj"]
+    handles = [tiny_model.get_submodule(n).register_forward_pre_hook(
+        lambda m, a, n=n: seen.setdefault(n, []).append(a[0].reshape(-1, a[0].shape[-1]))) for n in names]
+    with torch.no_grad():
+        tiny_model(input_ids=ids)
+    for h in handles:
+        h.remove()
+    imp = hessian_importance(tiny_model, ids, batch_size=2)  # batching must not change the sums
+    assert set(names) <= set(imp) and all(v.dim() == 1 for v in imp.values())
+    for n in names:
+        x = torch.cat(seen[n]).double()
+        torch.testing.assert_close(imp[n].double(), x.pow(2).sum(0), rtol=1e-5, atol=0)
+
+
+def test_prepare_with_hessian_sensitivity(tiny_model):
+    import pytest
+
+    from llmpress.errors import ConfigError
+
+    config = DKMModelConfig(linear=DKMConfig(n_bits=2, max_iter=1), embedding=None, sensitivity="hessian")
+    assert DKMModelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="needs each linear's importance"):
+        prepare(tiny_model, config)
+    with pytest.raises(ConfigError, match="sensitivity='none'"):
+        prepare(tiny_model, DKMModelConfig(embedding=None), importance={"x": torch.ones(3)})
+    with pytest.raises(ConfigError, match="no importance for"):
+        prepare(tiny_model, config, importance={"model.layers.0.self_attn.q_proj": torch.ones(64)})
+    from llmpress.models.layers import compressible_linears
+
+    importance = {n: torch.rand(m.in_features) + 0.1 for n, m in compressible_linears(tiny_model)}
+    names = prepare(tiny_model, config, importance=importance)
+    q = tiny_model.get_submodule(names[0])
+    assert isinstance(q, DKMLinear) and torch.equal(q.importance, importance[names[0]])
+    assert "importance" not in q.state_dict()  # calibration data, not part of the model

@@ -136,3 +136,38 @@ def layerwise(model: nn.Module, ids: torch.Tensor, batch_size: int = 8, progress
         step = LayerStep(i, f"{name}.{i}" if name else str(i), layer, hidden, kwargs)
         yield step
         hidden = step.run()
+
+
+@torch.no_grad()
+def hessian_diagonals(model: nn.Module, ids: torch.Tensor, names: list[str] | None = None,
+                      batch_size: int = 8) -> dict[str, torch.Tensor]:
+    """{linear name: diag(X^T X)} [in_features] float32: for every ``nn.Linear`` of ``model`` (or
+    those in ``names``), the sum over all calibration tokens of each input feature squared,
+    from one forward pass of the model as it is. ids: [n_samples, seqlen] token ids.
+
+    The diagonal of the Hessian of a linear's output error ||X dW^T||^2: how much a squared
+    weight error in each input column costs. Unlike :func:`layerwise` nothing is changed between
+    layers, so every layer sees the unmodified model's activations.
+    """
+    if ids.dim() != 2 or ids.shape[0] == 0:
+        raise ConfigError(f"calibration ids must be [n_samples, seqlen] with n_samples >= 1, got {tuple(ids.shape)}")
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) and (names is None or n in names)}
+    missing = sorted(set(names or ()) - set(linears))
+    if missing:
+        raise ConfigError(f"no nn.Linear named {missing[:3]} in {type(model).__name__}")
+    sums = {n: torch.zeros(m.in_features, dtype=torch.float64) for n, m in linears.items()}
+
+    def hook(name):
+        def accumulate(module, args):
+            x = args[0]
+            sums[name] += x.reshape(-1, x.shape[-1]).to(torch.float64).pow(2).sum(0).cpu()
+        return accumulate
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in linears.items()]
+    try:
+        for i in range(0, ids.shape[0], batch_size):
+            model(input_ids=ids[i:i + batch_size].to(next(model.parameters()).device), use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: s.float() for n, s in sums.items()}

@@ -9,22 +9,33 @@ from tqdm.auto import tqdm
 from llmpress.errors import ConfigError
 from llmpress.formats.palette import palettize
 from llmpress.methods.dkm import DKMModelConfig
+from llmpress.models.calibration import hessian_diagonals
 from llmpress.models.layers import compressible_linears, output_embedding_names, set_module
 from llmpress.nn import CompressedEmbedding, CompressedLinear
 from llmpress.nn.dkm import DKMEmbedding, DKMLinear, DKMTiedHead
 
 
 def prepare(model: nn.Module, config: DKMModelConfig | None = None, progress: bool = False,
-            centroids: dict[str, torch.Tensor] | None = None) -> list[str]:
+            centroids: dict[str, torch.Tensor] | None = None,
+            importance: dict[str, torch.Tensor] | None = None) -> list[str]:
     """Replace the chosen ``nn.Linear`` / input ``nn.Embedding`` modules of ``model`` by DKM modules,
     in place; return the wrapped names. The parameters stay the same objects, so an optimizer
     built before or after sees the same weights. A tied output head follows its embedding.
 
     ``centroids``: starting tables [G, K, d] by module name (e.g. :func:`palette_tables` of a
     post-training palette of the same model); modules not named start from k-means++.
+    ``importance``: [in_features] per linear name (e.g. :func:`hessian_importance`); required, for
+    every wrapped linear, when ``config.sensitivity`` is not "none".
     """
     centroids = centroids or {}
     config = config or DKMModelConfig()
+    if config.sensitivity != "none" and importance is None:
+        raise ConfigError(f"DKM sensitivity={config.sensitivity!r} needs each linear's importance; compute it with "
+                          "llmpress.models.dkm.hessian_importance(model, calibration_ids) and pass importance=")
+    if config.sensitivity == "none" and importance:
+        raise ConfigError("importance was given but the DKM config has sensitivity='none'; set "
+                          "sensitivity='hessian' so the checkpoint records how it was clustered")
+    importance = importance or {}
     chosen: list[tuple[str, nn.Module, object]] = []
     for name, linear in compressible_linears(model):
         c = config.for_module(name, "linear")
@@ -36,10 +47,17 @@ def prepare(model: nn.Module, config: DKMModelConfig | None = None, progress: bo
         c = config.for_module(embed_name, "embedding")
         if c is not None:
             chosen.append((embed_name, embed, c))
+    if config.sensitivity != "none":
+        missing = [n for n, m, _ in chosen if isinstance(m, nn.Linear) and n not in importance]
+        if missing:
+            raise ConfigError(f"DKM sensitivity={config.sensitivity!r}: no importance for {missing[:3]}")
     wrapped = {}
     for name, module, c in tqdm(chosen, desc="DKM prepare", unit="module", disable=not progress):
-        cls = DKMEmbedding if isinstance(module, nn.Embedding) else DKMLinear
-        wrapped[name] = cls(module, c, name=name, centroids=centroids.get(name))
+        if isinstance(module, nn.Embedding):
+            wrapped[name] = DKMEmbedding(module, c, name=name, centroids=centroids.get(name))
+        else:
+            wrapped[name] = DKMLinear(module, c, name=name, centroids=centroids.get(name),
+                                      importance=importance.get(name))
         set_module(model, name, wrapped[name])
     if embed_name in wrapped:
         for head_name in output_embedding_names(model):
@@ -47,6 +65,14 @@ def prepare(model: nn.Module, config: DKMModelConfig | None = None, progress: bo
             if isinstance(head, nn.Linear) and head.weight is wrapped[embed_name].weight:
                 set_module(model, head_name, DKMTiedHead(head, wrapped[embed_name]))
     return list(wrapped)
+
+
+def hessian_importance(model: nn.Module, ids: torch.Tensor, batch_size: int = 8) -> dict[str, torch.Tensor]:
+    """The importance ``prepare`` weights DKM with under ``sensitivity="hessian"``: for each
+    compressible linear, diag(X^T X) [in_features] of its inputs over the calibration tokens
+    ``ids`` [n, seqlen] (one forward pass of the model as it is, before any clustering)."""
+    names = [n for n, _ in compressible_linears(model)]
+    return hessian_diagonals(model, ids, names, batch_size)
 
 
 def palette_tables(model: nn.Module) -> dict[str, torch.Tensor]:

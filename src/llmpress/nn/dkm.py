@@ -18,15 +18,21 @@ from llmpress.methods.dkm import DKMConfig
 
 
 class _Clustered(nn.Module):
-    """Shared state: ``weight`` (parameter), ``centroids`` [G, K, d] and ``tau`` (absolute) buffers."""
+    """Shared state: ``weight`` (parameter), ``centroids`` [G, K, d] and ``tau`` (absolute) buffers,
+    and the optional ``importance`` [in] of each input column (see :func:`llmpress.methods.dkm.cluster`)."""
 
-    def _setup(self, weight: nn.Parameter, config: DKMConfig, name: str, centroids: torch.Tensor | None) -> None:
+    def _setup(self, weight: nn.Parameter, config: DKMConfig, name: str, centroids: torch.Tensor | None,
+               importance: torch.Tensor | None = None) -> None:
         dkm.check(weight, config, name)
         self.weight = weight
         self.config = config
         self.name = name
+        if importance is not None:
+            importance = importance.detach().to(device=weight.device, dtype=torch.float32).clone()
+        # Not persistent: it is calibration data, recomputed by whoever prepares the model.
+        self.register_buffer("importance", importance, persistent=False)
         if centroids is None:
-            centroids = dkm.initial_centroids(weight, config)
+            centroids = dkm.initial_centroids(weight, config, self.importance, name)
         else:  # a warm start (e.g. the tables of a post-training palette); the shape must fit the config
             expected = (dkm.group_count(weight, config), config.n_clusters, config.cluster_dim)
             if tuple(centroids.shape) != expected:
@@ -45,10 +51,12 @@ class _Clustered(nn.Module):
             key = (self.weight._version, self.centroids._version, self.weight.data_ptr())
             if self._cache is None or self._cache[0] != key:
                 with torch.no_grad():
-                    w, _ = dkm.cluster(self.weight, self.config, self.centroids, float(self.tau), self.name)
+                    w, _ = dkm.cluster(self.weight, self.config, self.centroids, float(self.tau), self.name,
+                                       importance=self.importance)
                 self._cache = (key, w)
             return self._cache[1]
-        w, c = dkm.cluster(self.weight, self.config, self.centroids, float(self.tau), self.name)
+        w, c = dkm.cluster(self.weight, self.config, self.centroids, float(self.tau), self.name,
+                           importance=self.importance)
         if self.training:
             with torch.no_grad():
                 self.centroids.copy_(c)
@@ -58,17 +66,17 @@ class _Clustered(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return (f"n_bits={c.n_bits}, group_size={c.group_size}, cluster_dim={c.cluster_dim}, "
-                f"memory={c.implementation}, tau={float(self.tau):.3g}")
+                f"memory={c.implementation}, tau={float(self.tau):.3g}, weighted={self.importance is not None}")
 
 
 class DKMLinear(_Clustered):
     """``nn.Linear`` computing with the clustered weight. x: [..., in] -> [..., out]."""
 
     def __init__(self, linear: nn.Linear, config: DKMConfig, name: str = "linear",
-                 centroids: torch.Tensor | None = None):
+                 centroids: torch.Tensor | None = None, importance: torch.Tensor | None = None):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self._setup(linear.weight, config, name, centroids)
+        self._setup(linear.weight, config, name, centroids, importance)
         self.bias = linear.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

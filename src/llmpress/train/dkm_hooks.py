@@ -21,17 +21,24 @@ class DKMHooks(TrainHooks):
     name = "dkm"
 
     def __init__(self, config: DKMModelConfig | dict | None = None, centroids: dict[str, torch.Tensor] | None = None,
-                 init_from: str | None = None):
+                 init_from: str | None = None, importance: dict[str, torch.Tensor] | None = None,
+                 calibration: dict | None = None):
         """``centroids``: starting tables by module name (see :func:`llmpress.models.dkm.palette_tables`);
-        ``init_from`` names where they came from, recorded with the run's settings."""
+        ``init_from`` names where they came from, recorded with the run's settings. ``importance``:
+        per-linear input-column weights for ``sensitivity="hessian"`` (see
+        :func:`llmpress.models.dkm.hessian_importance`); ``calibration`` says what data they came
+        from, recorded with the run's settings (a resume must use the same)."""
         self.config = DKMModelConfig.from_dict(config) if isinstance(config, dict) else config or DKMModelConfig()
         self.centroids, self.init_from = centroids, init_from
+        self.importance, self.calibration = importance, calibration
 
     def settings(self) -> dict:
-        return {"dkm": self.config.to_dict(), **({"init_from": self.init_from} if self.init_from else {})}
+        return {"dkm": self.config.to_dict(), **({"init_from": self.init_from} if self.init_from else {}),
+                **({"calibration": self.calibration} if self.calibration else {})}
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        prepare(model, self.config, progress=distributed.current().main, centroids=self.centroids)
+        prepare(model, self.config, progress=distributed.current().main, centroids=self.centroids,
+                importance=self.importance)
         return model
 
     def finalize(self, model: nn.Module) -> nn.Module:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from llmpress.methods.dkm import points as pts
 from llmpress.methods.dkm import values
 from llmpress.methods.dkm.unique import counts_of
 
@@ -40,7 +41,8 @@ def patterns(points: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 class PatternTable:
     """The 16-bit patterns of ``points`` [G, P, 1] as a table of distinct values.
 
-    ``x`` [G, U, 1] float32 values, ``counts`` [G, U], and :meth:`chunks` maps points to rows.
+    ``x`` [G, U, 1] float32 values, ``counts`` [G, U] (each point counted with its ``mass`` [G, P]
+    if given), and :meth:`chunks` maps points to rows.
     The rows are the U patterns some group uses, in pattern order (a 65536-entry row map built
     from the histogram, no sort): table work is O(U K), and a small layer uses few patterns.
     A row a group does not use reads 0 there: it carries no weight in any sum and is never indexed, and this keeps
@@ -48,18 +50,22 @@ class PatternTable:
     the arithmetic. Points are read in chunks, so per-weight temporaries stay small.
     """
 
-    def __init__(self, points: torch.Tensor, dtype: torch.dtype):
+    def __init__(self, points: torch.Tensor, dtype: torch.dtype, mass: torch.Tensor | None = None):
         self.points, self.dtype = points, dtype
         G, P, _ = points.shape
-        counts = torch.zeros(G, PATTERNS, device=points.device)
+        present = torch.zeros(G, PATTERNS, device=points.device)
+        counts = present if mass is None else torch.zeros_like(present)
         for s in range(0, P, CHUNK):
-            counts += counts_of(patterns(points[:, s:s + CHUNK], dtype), PATTERNS)
+            codes = patterns(points[:, s:s + CHUNK], dtype)
+            present += counts_of(codes, PATTERNS)
+            if mass is not None:  # weighted counts; presence still decides which rows are real
+                counts += counts_of(codes, PATTERNS, mass[:, s:s + CHUNK])
         v = torch.arange(PATTERNS, dtype=torch.int32, device=points.device).to(torch.int16).view(dtype).float()
-        used = counts.sum(0) > 0
+        used = present.sum(0) > 0
         self.row_of = torch.cumsum(used, 0) - 1
-        self.counts = counts = counts[:, used]
+        self.counts = counts[:, used]
         v = v[used]
-        self.x = torch.where(counts > 0, v, torch.zeros_like(counts)).unsqueeze(-1)
+        self.x = torch.where(present[:, used] > 0, v, torch.zeros_like(self.counts)).unsqueeze(-1)
 
     def chunks(self):
         """(slice, rows [G, chunk] int64) over the points."""
@@ -69,26 +75,32 @@ class PatternTable:
 
 
 class BitPatternDKM(torch.autograd.Function):
-    """points [G, P, 1] -> (clustered points [G, P, 1], final centroids [G, K, 1] (no gradient))."""
+    """points [G, P, 1] -> (clustered points [G, P, 1], final centroids [G, K, 1] (no gradient)).
+
+    ``importance`` [rows, cols] and ``config``: point weights, as for :class:`.unique.UniqueDKM`
+    (saved as given: a view of a [cols] vector keeps the saved state free of per-weight tensors)."""
 
     @staticmethod
-    def forward(ctx, points, c0, tau: float, max_iter: int, epsilon: float, value_dtype: torch.dtype):
+    def forward(ctx, points, c0, tau: float, max_iter: int, epsilon: float, value_dtype: torch.dtype,
+                importance=None, config=None):
         dtype = view_dtype(points.dtype, value_dtype)
-        t = PatternTable(points, dtype)
+        mass = pts.point_mass(importance, config) if importance is not None else None
+        t = PatternTable(points, dtype, mass)
         f, c_final, iterations = values.forward(t.x, t.counts, c0, tau, max_iter, epsilon)
         out = torch.empty(points.shape, dtype=torch.float32, device=points.device)
         for where, rows in t.chunks():
             out[:, where] = torch.gather(f, 1, rows.unsqueeze(-1))
-        ctx.save_for_backward(points, c0)
-        ctx.setup = (iterations, tau, dtype)
+        ctx.save_for_backward(points, c0, importance)
+        ctx.setup = (iterations, tau, dtype, config)
         ctx.mark_non_differentiable(c_final)
         return out, c_final
 
     @staticmethod
     def backward(ctx, grad_out, _grad_centroids):
-        points, c0 = ctx.saved_tensors
-        iterations, tau, dtype = ctx.setup
-        t = PatternTable(points, dtype)
+        points, c0, importance = ctx.saved_tensors
+        iterations, tau, dtype, config = ctx.setup
+        mass = pts.point_mass(importance, config) if importance is not None else None
+        t = PatternTable(points, dtype, mass)
         grad = grad_out.float()
         grad_sum = torch.zeros_like(t.x)
         for where, rows in t.chunks():
@@ -96,5 +108,6 @@ class BitPatternDKM(torch.autograd.Function):
         jac, h = values.backward_tables(t.x, t.counts, grad_sum, c0, tau, iterations)
         grad_points = torch.empty(points.shape, dtype=points.dtype, device=points.device)
         for where, rows in t.chunks():
-            grad_points[:, where] = values.gather_grad(grad[:, where], rows, jac, h)
-        return grad_points, None, None, None, None, None
+            m = mass[:, where] if mass is not None else None
+            grad_points[:, where] = values.gather_grad(grad[:, where], rows, jac, h, m)
+        return grad_points, None, None, None, None, None, None, None

@@ -17,6 +17,7 @@ from llmpress.errors import ConfigError
 MEMORY_MODES = ("auto", "naive", "unique", "table", "fused")
 VALUE_DTYPES = ("float16", "bfloat16")
 INITS = ("kmeans++", "kmeans1d")
+SENSITIVITIES = ("none", "hessian")
 # A table over 16-bit patterns has as many rows as the patterns its groups use; with few rows
 # per group most weights are distinct, G tables of U rows cost more than the [N, K] naive math.
 FUSED_MAX_ROWS = 4
@@ -104,13 +105,19 @@ class DKMModelConfig(JsonConfig):
     embedding (``None`` leaves it alone; a tied output head follows it). ``overrides`` maps a
     module name or an fnmatch pattern (``"model.layers.0.*"``) to settings that replace those of
     its type's config; the value ``None`` excludes matching modules. Later patterns win.
+    ``sensitivity``: ``none``, or ``hessian``: the linears' centroid updates (and initial
+    k-means) weight each weight's squared error by its input column's calibration Hessian
+    diagonal, as sensitivity-weighted post-training k-means does (the embedding is unweighted).
     """
 
     linear: DKMConfig | None = field(default_factory=DKMConfig)
     embedding: DKMConfig | None = field(default_factory=lambda: DKMConfig(n_bits=8))
     overrides: dict = field(default_factory=dict)
+    sensitivity: str = "none"
 
     def __post_init__(self):
+        if self.sensitivity not in SENSITIVITIES:
+            raise ConfigError(f"DKM sensitivity must be one of {SENSITIVITIES}, got {self.sensitivity!r}")
         for name in ("linear", "embedding"):
             v = getattr(self, name)
             if isinstance(v, dict):

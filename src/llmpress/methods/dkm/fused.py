@@ -23,9 +23,10 @@ import torch
 from llmpress.methods.dkm import steps
 
 
-def soft_kmeans_fixed(points: torch.Tensor, c0: torch.Tensor, tau: torch.Tensor,
-                      iterations: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """points [G, P, d] (differentiable), c0 [G, K, d] (constant), tau: 0-d tensor (absolute).
+def soft_kmeans_fixed(points: torch.Tensor, c0: torch.Tensor, tau: torch.Tensor, iterations: int,
+                      mass: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """points [G, P, d] (differentiable), c0 [G, K, d] (constant), tau: 0-d tensor (absolute),
+    mass [G, P] (constant point importance, None = 1 each).
 
     Exactly ``iterations`` soft k-means steps; returns (A_T C_T [G, P, d], C_T [G, K, d]) with
     A_T computed from C_{T-1}, as :func:`llmpress.methods.dkm.reference.soft_kmeans` does.
@@ -33,7 +34,7 @@ def soft_kmeans_fixed(points: torch.Tensor, c0: torch.Tensor, tau: torch.Tensor,
     x, c = points.float(), c0.float()
     for _ in range(iterations):
         a = steps.attention(x, c, tau)
-        c = steps.update(a, x, c)
+        c = steps.update(a, x, c, mass)
     return a @ c, c
 
 
@@ -47,16 +48,17 @@ def _compiled():
 _EAGER = False
 
 
-def soft_kmeans(points: torch.Tensor, c0: torch.Tensor, tau: float, iterations: int) -> tuple[torch.Tensor, torch.Tensor]:
+def soft_kmeans(points: torch.Tensor, c0: torch.Tensor, tau: float, iterations: int,
+                mass: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`soft_kmeans_fixed` compiled, or eager when compilation is unavailable (warns once)."""
     global _EAGER
     # tau as a tensor: a Python float would be baked into the graph, one recompilation per layer.
     tau_t = torch.tensor(float(tau), dtype=torch.float32, device=points.device)
     if not _EAGER:
         try:
-            return _compiled()(points, c0, tau_t, iterations)
+            return _compiled()(points, c0, tau_t, iterations, mass)
         except Exception as err:  # no C++ compiler, unsupported platform: same math, eagerly
             warnings.warn(f"DKM memory='fused': torch.compile failed ({type(err).__name__}: {err}); "
                           "running the same soft k-means eagerly (slower)", RuntimeWarning, stacklevel=2)
             _EAGER = True
-    return soft_kmeans_fixed(points, c0, tau_t, iterations)
+    return soft_kmeans_fixed(points, c0, tau_t, iterations, mass)

@@ -50,3 +50,26 @@ def to_points(weight: torch.Tensor, config: DKMConfig) -> torch.Tensor:
 def from_points(points: torch.Tensor, shape: torch.Size | tuple[int, int]) -> torch.Tensor:
     """[G, P, d] -> [rows, cols]."""
     return points.reshape(shape)
+
+
+def importance_view(importance: torch.Tensor, weight: torch.Tensor, name: str) -> torch.Tensor:
+    """Validate per-weight importance ([cols], e.g. one value per input column, or [rows, cols])
+    and return it as a float32 [rows, cols] view of weight's shape (an expand: no copy of a [cols]
+    vector). Importance multiplies each weight's squared error in the clustering objective."""
+    if importance.dim() not in (1, 2) or importance.shape[-1] != weight.shape[1] or (
+            importance.dim() == 2 and importance.shape[0] not in (1, weight.shape[0])):
+        raise ConfigError(f"{name}: importance has shape {tuple(importance.shape)}; it must be one value per input "
+                          f"column ({weight.shape[1]},) or per weight {tuple(weight.shape)}")
+    imp = importance.detach().to(device=weight.device, dtype=torch.float32)
+    if not bool(torch.isfinite(imp).all()) or bool((imp < 0).any()) or not bool(imp.sum() > 0):
+        raise ConfigError(f"{name}: importance must be finite, >= 0 and not all 0 (e.g. the calibration Hessian "
+                          "diagonal of the layer's inputs)")
+    return imp.expand(weight.shape)
+
+
+def point_mass(importance: torch.Tensor, config: DKMConfig) -> torch.Tensor:
+    """[rows, cols] importance -> [G, P] mass of each point: a vector of ``cluster_dim`` weights
+    counts with the summed importance of its weights."""
+    rows, cols = importance.shape
+    groups = rows // config.group_size if config.group_size else 1
+    return importance.reshape(groups, rows // groups * cols // config.cluster_dim, config.cluster_dim).sum(-1)

@@ -13,17 +13,19 @@ from llmpress.methods.dkm import steps
 
 
 def soft_kmeans(points: torch.Tensor, c0: torch.Tensor, tau: float, max_iter: int,
-                epsilon: float) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """points [G, P, d] (differentiable), c0 [G, K, d] starting centroids (constant).
+                epsilon: float, mass: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """points [G, P, d] (differentiable), c0 [G, K, d] starting centroids (constant), mass [G, P]
+    (constant importance of each point in the centroid update; None = 1 each).
 
     Returns (clustered points A C [G, P, d], final centroids [G, K, d], iterations run).
     The gradient reaches ``points`` through every iteration.
     """
     dtype = torch.promote_types(points.dtype, torch.float32)
     x, c = points.to(dtype), c0.to(dtype)
+    mass = mass.to(dtype) if mass is not None else None
     for it in range(1, max_iter + 1):
         a = steps.attention(x, c, tau)
-        c_new = steps.update(a, x, c)
+        c_new = steps.update(a, x, c, mass)
         done = steps.converged(c_new, c, epsilon)
         c = c_new
         if done:

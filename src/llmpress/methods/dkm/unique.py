@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from llmpress.methods.dkm import points as pts
 from llmpress.methods.dkm import values
 from llmpress.methods.dkm.distinct import distinct
 
@@ -27,34 +28,44 @@ def _widen(stored: torch.Tensor) -> torch.Tensor:
     return stored.long() + _INT16_OFFSET if stored.dtype == torch.int16 else stored.long()
 
 
-def counts_of(idx: torch.Tensor, rows: int) -> torch.Tensor:
-    """[G, rows] float32 histogram of the table row each point indexes; idx [G, P]."""
+def counts_of(idx: torch.Tensor, rows: int, mass: torch.Tensor | None = None) -> torch.Tensor:
+    """[G, rows] float32 histogram of the table row each point indexes; idx [G, P]. With ``mass``
+    [G, P] each point counts with its mass (importance) instead of 1."""
     G = idx.shape[0]
     if G > 1:
         idx = idx + torch.arange(G, device=idx.device).unsqueeze(1) * rows
-    return torch.bincount(idx.reshape(-1), minlength=G * rows).view(G, rows).float()
+    weights = mass.reshape(-1).double() if mass is not None else None
+    return torch.bincount(idx.reshape(-1), weights, minlength=G * rows).view(G, rows).float()
 
 
 class UniqueDKM(torch.autograd.Function):
-    """points [G, P, d] -> (clustered points [G, P, d], final centroids [G, K, d] (no gradient))."""
+    """points [G, P, d] -> (clustered points [G, P, d], final centroids [G, K, d] (no gradient)).
+
+    ``importance`` [rows, cols] (see :func:`.points.importance_view`; None = every point counts
+    once) weights each point in the centroid update; it is saved as given (a view of a [cols]
+    vector costs no per-weight memory) and ``config`` maps it to points."""
 
     @staticmethod
-    def forward(ctx, points, c0, tau: float, max_iter: int, epsilon: float):
+    def forward(ctx, points, c0, tau: float, max_iter: int, epsilon: float, importance=None, config=None):
         x, counts, idx = distinct(points)
+        mass = pts.point_mass(importance, config) if importance is not None else None
+        if mass is not None:
+            counts = counts_of(idx, x.shape[1], mass)
         f, c_final, iterations = values.forward(x, counts, c0, tau, max_iter, epsilon)
         out = torch.gather(f, 1, idx.unsqueeze(-1).expand(-1, -1, f.shape[-1]))
-        ctx.save_for_backward(_narrow(idx, x.shape[1]), x, c0)
-        ctx.setup = (iterations, tau, points.dtype)
+        ctx.save_for_backward(_narrow(idx, x.shape[1]), x, c0, importance)
+        ctx.setup = (iterations, tau, points.dtype, config)
         ctx.mark_non_differentiable(c_final)
         return out, c_final
 
     @staticmethod
     def backward(ctx, grad_out, _grad_centroids):
-        stored, x, c0 = ctx.saved_tensors
-        iterations, tau, dtype = ctx.setup
+        stored, x, c0, importance = ctx.saved_tensors
+        iterations, tau, dtype, config = ctx.setup
         idx = _widen(stored)
+        mass = pts.point_mass(importance, config) if importance is not None else None
         grad = grad_out.float()
         rows = x.shape[1]
-        jac, h = values.backward_tables(x, counts_of(idx, rows), values.scatter_rows(grad, idx, rows), c0, tau,
+        jac, h = values.backward_tables(x, counts_of(idx, rows, mass), values.scatter_rows(grad, idx, rows), c0, tau,
                                         iterations)
-        return values.gather_grad(grad, idx, jac, h).to(dtype), None, None, None, None
+        return values.gather_grad(grad, idx, jac, h, mass).to(dtype), None, None, None, None, None, None

@@ -14,6 +14,9 @@ The loss needs the weights only through S[v] = sum of G_i over the weights of va
 comes from autograd on the V-row chain with zero "probe" tensors added to the sums. Both parts
 are V-row tables; a weight's gradient is  G_i . J[idx_i] + h[idx_i].  Nothing of size N is
 saved: the chain is recomputed in backward from the starting centroids (it costs O(V K T)).
+
+Importance weights s_i (the sums become s_i a_t(w) w and s_i a_t(w)) keep this shape: the
+counts become sums of s_i per value, and a weight's second part is s_i h[idx_i].
 """
 
 from __future__ import annotations
@@ -100,10 +103,13 @@ def scatter_rows(grad: torch.Tensor, idx: torch.Tensor, rows: int) -> torch.Tens
     return out.scatter_add_(1, idx.unsqueeze(-1).expand(-1, -1, d), grad)
 
 
-def gather_grad(grad: torch.Tensor, idx: torch.Tensor, jac: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """dL/dW for points [G, P, d]: grad @ J[idx] + h[idx]."""
+def gather_grad(grad: torch.Tensor, idx: torch.Tensor, jac: torch.Tensor, h: torch.Tensor,
+                mass: torch.Tensor | None = None) -> torch.Tensor:
+    """dL/dW for points [G, P, d]: grad @ J[idx] + h[idx], the second term times each point's
+    ``mass`` [G, P] when the sums were weighted (a point enters them with its mass)."""
     d = grad.shape[-1]
     take = lambda t: torch.gather(t, 1, idx.view(*idx.shape, *([1] * (t.dim() - 2))).expand(-1, -1, *t.shape[2:]))  # noqa: E731
+    through = take(h) if mass is None else take(h) * mass.unsqueeze(-1)
     if d == 1:
-        return grad * take(jac.view(*jac.shape[:2], 1)) + take(h)
-    return torch.einsum("gpk,gpkj->gpj", grad, take(jac)) + take(h)
+        return grad * take(jac.view(*jac.shape[:2], 1)) + through
+    return torch.einsum("gpk,gpkj->gpj", grad, take(jac)) + through
