@@ -70,14 +70,14 @@ ROWS = [
     # DKM whose centroid updates (and k-means++ start) keep the Hessian weighting: the importance
     # of each linear's input columns from the same quick calibration (32 x 512 tokens of wiki-en train)
     ("dkm 3-bit per-row hessian", "finetune", {"method": "dkm", "compression": dkm(3, "hessian")}),
-    ("dkm 3-bit per-row hessian, hessian-kmeans start", "finetune",
+    ("dkm 3-bit per-row hessian from hessian-kmeans", "finetune",
      {"method": "dkm", "compression": dkm(3, "hessian"), "init_from": "@kmeans 3-bit per-row hessian"}),
     ("dkm 2-bit per-row hessian", "finetune", {"method": "dkm", "compression": dkm(2, "hessian")}),
 ]
 
 
 def slug(label: str) -> str:
-    return label.replace(" ", "_").replace(",", "")
+    return label.replace(" ", "_")
 
 
 def peak_rss_mb() -> float:
