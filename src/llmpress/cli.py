@@ -22,7 +22,7 @@ def _compress(args) -> int:
     settings = {"bits": args.bits}
     # Only the options this method has (argparse leaves the others None): each method keeps its defaults.
     optional = {"rtn": ("group_size",), "kmeans": ("group_size", "sensitivity"), "gptq": ("group_size", "act_order"),
-                "shiftadd": ("mode", "row_group", "terms", "avg_bits")}.get(args.method, ())
+                "shiftadd": ("mode", "row_group", "terms", "avg_bits", "act_order")}.get(args.method, ())
     settings.update({k: getattr(args, k) for k in optional if getattr(args, k) is not None})
     calib = {"calib_samples": args.calib_samples, "calib_seqlen": args.calib_seqlen, "calib_seed": args.seed}
     result = api.compress(args.model, method=args.method, out=args.out, overwrite=args.overwrite, **calib, **settings)
@@ -229,8 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--group-size", type=int, help="rtn/gptq: input columns per scale (0 = whole row; default "
                    "128 for rtn, 64 for gptq); a size that does not divide the width leaves a shorter last group. "
                    "kmeans: output channels per lookup table (default 0 = one table per tensor)")
-    c.add_argument("--act-order", action="store_true", default=None, help="gptq: quantize columns by decreasing "
-                   "Hessian diagonal")
+    c.add_argument("--act-order", action=argparse.BooleanOptionalAction, default=None,
+                   help="gptq/shiftadd: quantize columns by decreasing Hessian diagonal (default: off for gptq, "
+                   "whose groups it fixes up front; on for shiftadd, where it costs nothing in the format)")
     c.add_argument("--mode", choices=["lat", "acc"], help="shiftadd: lat = scales per 8-column block "
                    "(LUT friendly), acc = scales per column (default acc)")
     c.add_argument("--row-group", type=int, help="shiftadd: output rows sharing a scale (must divide every "

@@ -3,7 +3,8 @@ import itertools
 import pytest
 import torch
 
-from llmpress.methods.shiftadd.bcq import bcq, codewords, fit_scales, greedy, group_error, nearest_codes
+from llmpress.methods.shiftadd.bcq import (UNIFORM_CLIPS, bcq, code_levels, codewords, fit_scales, greedy, group_error,
+                                           nearest_codes, refine, uniform_start)
 
 
 def data(n=40, g=24, seed=0):
@@ -61,3 +62,32 @@ def test_code_step_is_exhaustive_search():
     for n, j in itertools.product(range(5), range(6)):
         best = min(abs(float(x[n, j] - (alpha[n] * w).sum())) for w in codewords(3))
         assert abs(float(x[n, j] - (alpha[n] * codes[n, :, j]).sum())) == pytest.approx(best, abs=1e-12)
+
+
+@pytest.mark.parametrize("q", [1, 2, 3, 4])
+def test_uniform_start_is_the_best_symmetric_uniform_grid(q):
+    x = data()
+    alpha, codes = uniform_start(x, q)
+    levels = code_levels(alpha, codewords(q)).sort(dim=1).values
+    steps = levels.diff(dim=1)
+    # the 2^q levels are equally spaced and symmetric: the odd multiples of s
+    assert torch.allclose(steps, steps[:, :1].expand_as(steps)) and torch.allclose(levels.sum(1), torch.zeros(40, dtype=x.dtype), atol=1e-12)
+    err = group_error(x, alpha, codes)
+    top = x.abs().amax(1)
+    for clip in UNIFORM_CLIPS:  # no tried clipping of a plain uniform grid does better
+        s = clip * top / ((1 << q) - 1)
+        grid = s.unsqueeze(1) * torch.arange(-(1 << q) + 1, 1 << q, 2, dtype=x.dtype)
+        plain = (x.unsqueeze(2) - grid.unsqueeze(1)).abs().min(2).values.pow(2).sum(1)
+        assert (err <= plain + 1e-12).all()
+
+
+def test_bcq_keeps_the_better_of_both_starts():
+    # Gaussian groups with two outliers each, like weight columns that meet a loud input: the
+    # greedy start spends its first scale on the mean |x| and refinement stays near that minimum
+    gen = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(64, 190, generator=gen, dtype=torch.float64), torch.full((64, 2), 6.0, dtype=torch.float64)], 1)
+    got = group_error(x, *bcq(x, 3, rounds=5))
+    from_greedy = refine(x, *greedy(x, 3), 5)[2]
+    from_uniform = refine(x, *uniform_start(x, 3), 5)[2]
+    assert torch.allclose(got, torch.minimum(from_greedy, from_uniform))
+    assert got.sum() < 0.8 * from_greedy.sum()

@@ -94,3 +94,22 @@ def test_bad_config(kwargs, match):
 def test_config_json_round_trip():
     c = ShiftAddConfig(bits=2, mode="lat", avg_bits=2.2)
     assert ShiftAddConfig.from_json(c.to_json()) == c
+
+
+@pytest.mark.parametrize("mode", ["acc", "lat"])
+def test_act_order_is_the_permuted_layer_stored_in_its_own_order(layer, mode):
+    from llmpress.methods.shiftadd.quantize import block_order
+
+    w, h = layer
+    cfg = ShiftAddConfig(bits=3, mode=mode, row_group=16, act_order=True)
+    cg = cfg.col_group
+    blocks = block_order(h, cg)
+    order = (blocks.unsqueeze(1) * cg + torch.arange(cg)).reshape(-1)
+    energy = torch.diagonal(h).reshape(-1, cg).sum(1)
+    assert torch.all(energy[blocks].diff() <= 0)  # loudest inputs first
+    ordered = quantize(w, h, cfg)
+    permuted = quantize(w[:, order], h[order][:, order], ShiftAddConfig(bits=3, mode=mode, row_group=16, act_order=False))
+    assert ordered.spec == permuted.spec
+    torch.testing.assert_close(ordered.dequantize()[:, order], permuted.dequantize(), rtol=0, atol=0)
+    plain = quantize(w, h, ShiftAddConfig(bits=3, mode=mode, row_group=16, act_order=False))
+    assert output_error(w, ordered.dequantize(), h) < output_error(w, plain.dequantize(), h)

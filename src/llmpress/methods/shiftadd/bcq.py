@@ -5,7 +5,13 @@ b_i in {-1, +1}^g. The greedy start takes b_i = sign(residual), alpha_i = mean |
 alternating refinement then solves alpha by least squares for fixed b, and b by exhaustive search
 over the 2^q codewords for fixed alpha. Both steps are exact minimisers of the squared error
 over the variable they change, and a round is only kept where it lowered a group's error, so
-refinement can never be worse than the greedy start.
+refinement can never be worse than its start.
+
+Alternating refinement only finds a local minimum, and from the greedy start it is often a poor
+one: on the default model's layers the greedy start ends 20-30% above what a plain symmetric
+uniform grid reaches. So refinement also runs from a second start, the best uniform grid: the
+scales (2^(q-1) s, ..., 2 s, s) make the 2^q levels exactly the odd multiples of s, a symmetric
+uniform grid, so BCQ contains every such grid. Each group keeps the better of the two results.
 
 Shapes: x [N, g] (N groups), alpha [N, q], codes [N, q, g] in {-1, +1}.
 """
@@ -76,10 +82,32 @@ def group_error(x: torch.Tensor, alpha: torch.Tensor, codes: torch.Tensor) -> to
     return (x - reconstruct(alpha, codes)).pow(2).sum(1)
 
 
-def bcq(x: torch.Tensor, q: int, rounds: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Greedy start plus ``rounds`` of alternating refinement; x is promoted to float64."""
-    x = x.to(torch.float64)
-    alpha, codes = greedy(x, q)
+# Clipping ratios tried by the uniform start: the grid's outermost level at this fraction of max |x|.
+UNIFORM_CLIPS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
+
+def uniform_start(x: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each group, the symmetric uniform grid (levels: odd multiples of s) with the lowest
+    error over :data:`UNIFORM_CLIPS`, as BCQ scales [N, q] and codes [N, q, g]."""
+    powers = torch.exp2(torch.arange(q - 1, -1, -1, dtype=x.dtype))   # (2^(q-1), ..., 1)
+    top = x.abs().amax(dim=1, keepdim=True)
+    best = None
+    for clip in UNIFORM_CLIPS:
+        alpha = clip * top / ((1 << q) - 1) * powers                  # outermost level = clip * max|x|
+        codes = nearest_codes(x, alpha)
+        err = group_error(x, alpha, codes)
+        if best is None:
+            best = (alpha, codes, err)
+        else:
+            better = err < best[2]
+            best = (torch.where(better.unsqueeze(1), alpha, best[0]),
+                    torch.where(better.view(-1, 1, 1), codes, best[1]), torch.where(better, err, best[2]))
+    return best[0], best[1]
+
+
+def refine(x: torch.Tensor, alpha: torch.Tensor, codes: torch.Tensor,
+           rounds: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Up to ``rounds`` of alternating refinement from (alpha, codes); returns them with the error [N]."""
     err = group_error(x, alpha, codes)
     for _ in range(rounds):
         new_alpha = fit_scales(x, codes)
@@ -91,4 +119,14 @@ def bcq(x: torch.Tensor, q: int, rounds: int = 5) -> tuple[torch.Tensor, torch.T
         alpha = torch.where(better.unsqueeze(1), new_alpha, alpha)
         codes = torch.where(better.view(-1, 1, 1), new_codes, codes)
         err = torch.where(better, new_err, err)
-    return alpha, codes
+    return alpha, codes, err
+
+
+def bcq(x: torch.Tensor, q: int, rounds: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Alternating refinement (``rounds``) from the greedy and from the uniform start, the better
+    per group; x [N, g] is promoted to float64. Returns alpha [N, q], codes [N, q, g]."""
+    x = x.to(torch.float64)
+    a1, c1, e1 = refine(x, *greedy(x, q), rounds)
+    a2, c2, e2 = refine(x, *uniform_start(x, q), rounds)
+    better = e2 < e1
+    return torch.where(better.unsqueeze(1), a2, a1), torch.where(better.view(-1, 1, 1), c2, c1)

@@ -23,6 +23,8 @@ class ShiftAddConfig(JsonConfig):
     diagonal added to it. ``fit_window``: columns whose scales are fit together when the first
     of them is reached (a multiple of the mode's column group; 8 = one byte of every plane row);
     1 refits every "acc" column just before it is quantized, 8x more fits for a small gain.
+    ``act_order``: visit columns (blocks of the mode's column group) by decreasing calibration
+    energy H[j, j], as GPTQ's act order; free in the format, since scales are per column group.
     ``avg_bits``: when set, each layer gets 2, 3 or 4 bits (``choices``)
     by the automated allocation, under this average of stored bits per weight (scales included).
     """
@@ -35,6 +37,7 @@ class ShiftAddConfig(JsonConfig):
     damp: float = 0.01
     block_size: int = 128
     fit_window: int = 8
+    act_order: bool = True
     avg_bits: float | None = None
     choices: tuple[int, ...] = (2, 3, 4)
 

@@ -81,8 +81,25 @@ class _BinaryColumns:
         self.codes[:, :, col] = (self.words[best] > 0).T
         return levels.gather(1, best.unsqueeze(1)).squeeze(1)
 
-    def result(self) -> BCQTensor:
-        return BCQTensor.from_codes(self.codes, self.exponents, self.negative, self.spec)
+    def result(self, blocks: torch.Tensor | None = None) -> BCQTensor:
+        """The format; ``blocks``: the column-block order the columns were visited in (act order),
+        undone here so that the stored blocks lie in the layer's own column order."""
+        codes, exps, neg = self.codes, self.exponents, self.negative
+        if blocks is not None:
+            inv = torch.argsort(blocks)
+            cg = self.spec.col_group
+            cols = (inv.unsqueeze(1) * cg + torch.arange(cg)).reshape(-1)
+            codes, exps, neg = codes[:, :, cols], exps[:, :, inv], neg[:, :, inv]
+        return BCQTensor.from_codes(codes, exps, neg, self.spec)
+
+
+def block_order(hessian: torch.Tensor, col_group: int) -> torch.Tensor:
+    """Act order over blocks of ``col_group`` columns (the columns sharing scales): blocks by
+    decreasing summed H[j, j], the inputs with the most energy first, while the most later
+    columns are left to absorb their error (GPTQ's act order, block-wise as ShiftAddLLM does for
+    "lat"). Moving whole blocks keeps every block's columns together, so the format is unchanged."""
+    energy = torch.diagonal(hessian).to(torch.float64).reshape(-1, col_group).sum(1)
+    return torch.argsort(energy, descending=True, stable=True)
 
 
 def quantize(weight: torch.Tensor, hessian: torch.Tensor | None, config: ShiftAddConfig, name: str = "?",
@@ -96,17 +113,24 @@ def quantize(weight: torch.Tensor, hessian: torch.Tensor | None, config: ShiftAd
     spec = layer_spec(tuple(weight.shape), config, bits, name)
     w = weight.detach().to(torch.float64).clone()
     columns = _BinaryColumns(spec, config.rounds, config.fit_window)
+    blocks = None
     if hessian is None:
         upper = torch.eye(spec.shape[1], dtype=torch.float64)
     else:
-        inv = inverse_cholesky(check_hessian(hessian, spec.shape[1], name), config.damp, name)
+        h = check_hessian(hessian, spec.shape[1], name)
+        if config.act_order:
+            cg = spec.col_group
+            blocks = block_order(h, cg)
+            order = (blocks.unsqueeze(1) * cg + torch.arange(cg)).reshape(-1)
+            w, h = w[:, order], h[order][:, order]
+        inv = inverse_cholesky(h, config.damp, name)
         w[:, inv.dead] = 0
         upper = inv.upper
     quantize_columns(w, upper, columns, config.block_size)
     if report is not None:
         norm = float(w.pow(2).sum()) or 1.0
         report.update(bcq_rel_error=columns.bcq_error / norm, shift_rel_error=columns.shift_error / norm)
-    return columns.result()
+    return columns.result(blocks)
 
 
 def quantize_plain(weight: torch.Tensor, config: ShiftAddConfig, bits: int | None = None, name: str = "?") -> BCQTensor:
