@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import re
 import sys
 import time
@@ -32,6 +33,9 @@ from llmpress.data.arithmetic import train_eval_split
 from llmpress.eval.generation import greedy_answers
 from llmpress.methods.deltadq import config_for
 from llmpress.models import delta as dm
+from llmpress.train import TrainConfig
+from llmpress.train.examples import encode
+from llmpress.train.loop import held_out_loss
 
 RESULTS = Path(__file__).parent / "results" / "deltadq.json"
 FINETUNE = "finetunes/smollm2-arithmetic-full"
@@ -39,6 +43,7 @@ RATIOS = (8, 16, 32, 64, 128, 256)
 DELTADQ = {"bits": (1, 2, 4), "group_sizes": (16, 64, 256), "parts_bits": 1, "seed": 0}
 CALIBRATION = {"data": "arithmetic", "n": 16, "seqlen": 256}
 MAX_NEW_TOKENS = 8
+FINETUNE_SEQ_LEN = 32  # the fine-tune's --seq-len: answer losses are scored on the examples as it saw them
 
 
 def rows_plan(ratios) -> list[tuple[str, str, dict]]:
@@ -62,14 +67,33 @@ def save(path: Path, data: dict) -> None:
 
 def exact_match(model, tokenizer, held) -> dict:
     """Greedy exact match (the protocol), plus "first_number": the share of answers whose first
-    integer is the target, which separates knowing the sum from answering in the bare format."""
+    integer is the target, which separates knowing the sum from answering in the bare format;
+    "correct": one 0/1 per example, for paired comparisons between rows."""
     start = time.time()
     answers = greedy_answers(model, tokenizer, [ex.prompt for ex in held], MAX_NEW_TOKENS, 32, progress=False)
-    exact = sum(a in {t.strip() for t in ex.targets} for a, ex in zip(answers, held))
+    correct = [int(a in {t.strip() for t in ex.targets}) for a, ex in zip(answers, held)]
     numbers = [re.search(r"-?\d+", a.replace(",", "")) for a in answers]
     first = sum(m is not None and m.group() in {t.strip() for t in ex.targets} for m, ex in zip(numbers, held))
-    return {"exact_match": exact / len(held), "first_number": first / len(held), "examples": len(held),
-            "seconds": time.time() - start, "answers_sample": answers[:5]}
+    return {"exact_match": sum(correct) / len(held), "first_number": first / len(held), "examples": len(held),
+            "seconds": time.time() - start, "answers_sample": answers[:5], "correct": correct}
+
+
+def answer_loss(model, tokenizer, held) -> dict:
+    """Mean NLL of the reference answer's tokens (teacher forced, EOS included) over ``held``: a
+    continuous measure of how much of the fine-tune a delta keeps, far less noisy than exact match."""
+    start = time.time()
+    items = [encode(tokenizer, ex, FINETUNE_SEQ_LEN) for ex in held]
+    loss = held_out_loss(model, items, tokenizer.pad_token_id or 0, TrainConfig(batch_size=32))
+    return {"nll": loss, "examples": len(held), "seconds": time.time() - start}
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test (McNemar's exact test) of ``wins`` vs ``losses`` discordant pairs."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
 
 
 def main() -> None:
@@ -79,7 +103,7 @@ def main() -> None:
     ap.add_argument("--ratios", default=",".join(map(str, RATIOS)))
     ap.add_argument("--ppl", default="base,fine-tune,deltadq", help="row prefixes that also get quick perplexity")
     ap.add_argument("--skip-ppl", action="store_true", help="exact match only (first pass)")
-    ap.add_argument("--examples", type=int, default=300,
+    ap.add_argument("--examples", type=int, default=600,
                     help="held-out examples scored per row, evenly spaced over the 600 (the split is in subtask order)")
     ap.add_argument("--methods", default="deltadq,dare,bitdelta", help="compressed rows to run (also: magnitude)")
     args = ap.parse_args()
@@ -89,17 +113,23 @@ def main() -> None:
         return
     ratios = tuple(int(r) for r in args.ratios.split(","))
     data = load_results(out, ratios)
+    ft_manifest = json.loads((cache_dir() / FINETUNE / "llmpress.json").read_text())
+    ft_hash = ft_manifest["files"]["model.safetensors"]["sha256"]
+    if data["rows"] and (data.get("held_out_examples") != args.examples or data.get("finetune_sha256") != ft_hash):
+        # another fine-tune (e.g. retrained on a new machine) or another evaluation set: measure afresh
+        print("results were measured on another fine-tune or example count; starting a new results file")
+        data = {"benchmark": "deltadq", "rows": {}, "balance": None}
+    data["finetune_sha256"] = ft_hash
     data.update(command="python " + " ".join(sys.argv), machine=api.machine(),
                 finetune=str(cache_dir() / FINETUNE), deltadq_settings=DELTADQ, calibration=CALIBRATION,
                 max_new_tokens=MAX_NEW_TOKENS)
     started = time.time()
     base = api.load("default")
     ft = api.load(cache_dir() / FINETUNE)
-    data["finetune_manifest"] = {k: v for k, v in json.loads((cache_dir() / FINETUNE / "llmpress.json").read_text())
-                                 .items() if k in ("config", "extra", "source")}
+    data["finetune_manifest"] = {k: v for k, v in ft_manifest.items() if k in ("config", "extra", "source")}
     _, held = train_eval_split()
     held = held[::max(1, len(held) // args.examples)][:args.examples]
-    data["held_out_examples"] = len(held)
+    data["held_out_examples"] = args.examples
     ids = dm.calibration_ids(ft.tokenizer, CALIBRATION["data"], CALIBRATION["n"], CALIBRATION["seqlen"])
 
     if data.get("balance") is None:
@@ -115,7 +145,7 @@ def main() -> None:
             continue
         row = data["rows"].setdefault(label, {"method": method, "settings": settings})
         want_ppl = not args.skip_ppl and label.startswith(ppl_rows)
-        if "exact_match" in row and (not want_ppl or "ppl_quick" in row):
+        if "exact_match" in row and "answer_loss" in row and (not want_ppl or "ppl_quick" in row):
             continue
         if method == "none":
             lm = base if label == "base" else ft
@@ -136,6 +166,9 @@ def main() -> None:
         if "exact_match" not in row:
             row["exact_match"] = exact_match(lm.model, lm.tokenizer, held)
             print(label, row["exact_match"], flush=True)
+            save(out, data)
+        if "answer_loss" not in row:
+            row["answer_loss"] = answer_loss(lm.model, lm.tokenizer, held)
             save(out, data)
         if want_ppl and "ppl_quick" not in row:
             row["ppl_quick"] = api.evaluate(lm, profile="quick", progress=False)["perplexity"]
@@ -167,7 +200,7 @@ def markdown(data: dict) -> str:
     base_em = rows["base"]["exact_match"]["exact_match"]
     ft_em = rows["fine-tune"]["exact_match"]["exact_match"]
     lines = ["| model | nominal ratio | exact ratio (tensors) | exact ratio (directory) | delta bits/weight | "
-             "exact match | gain kept | ppl quick |", "|---|---|---|---|---|---|---|---|"]
+             "exact match | gain kept | answer NLL | ppl quick |", "|---|---|---|---|---|---|---|---|---|"]
     for label, r in ordered(rows):
         if "exact_match" not in r:
             continue
@@ -178,9 +211,29 @@ def markdown(data: dict) -> str:
         cells = [label, f"{nominal}" if isinstance(nominal, str) else f"{nominal:g}x",
                  f"{a['tensor_ratio']:.1f}x" if a else "-", f"{a['directory_ratio']:.1f}x" if a else "-",
                  f"{8 * a['tensor_bytes'] / (a['linear_params'] + a['dense_params']):.3f}" if a else "-",
-                 f"{em:.3f}", _gain(em, base_em, ft_em) if a else "-", f"{ppl['ppl']:.2f}" if ppl else "-"]
+                 f"{em:.3f}", _gain(em, base_em, ft_em) if a else "-",
+                 f"{r['answer_loss']['nll']:.4f}" if "answer_loss" in r else "-", f"{ppl['ppl']:.2f}" if ppl else "-"]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + choices_table(rows) + "\n\n" + balance_table(data.get("balance"))
+    parts = ["\n".join(lines), paired_table(rows), choices_table(rows), balance_table(data.get("balance"))]
+    return "\n\n".join(p for p in parts if p)
+
+
+def paired_table(rows: dict) -> str:
+    """DeltaDQ against DARE at each ratio on the same questions: the questions only one of the two
+    answers correctly, and the exact two-sided sign test (McNemar) on them."""
+    lines = ["| ratio | DeltaDQ exact match | DARE exact match | only DeltaDQ right | only DARE right | p (sign test) | "
+             "DeltaDQ answer NLL | DARE answer NLL |", "|---|---|---|---|---|---|---|---|"]
+    for r in RATIOS:
+        a, b = rows.get(f"deltadq {r}x"), rows.get(f"dare {r}x")
+        if not (a and b and "correct" in a.get("exact_match", {}) and "correct" in b.get("exact_match", {})):
+            continue
+        ca, cb = a["exact_match"]["correct"], b["exact_match"]["correct"]
+        wins = sum(x > y for x, y in zip(ca, cb))
+        losses = sum(x < y for x, y in zip(ca, cb))
+        nll = lambda row: f"{row['answer_loss']['nll']:.4f}" if "answer_loss" in row else "-"  # noqa: E731
+        lines.append(f"| {r}x | {a['exact_match']['exact_match']:.3f} | {b['exact_match']['exact_match']:.3f} | "
+                     f"{wins} | {losses} | {sign_test(wins, losses):.3g} | {nll(a)} | {nll(b)} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def choices_table(rows: dict) -> str:

@@ -86,10 +86,38 @@ def _eval(args) -> int:
     tasks, generate, harness = _names(args.tasks), _names(args.generate), _names(args.harness)
     if not (tasks or generate or harness) or args.windows is not None:
         args.ppl = True  # perplexity is the default measurement, and --windows asks for it
-    result = api.evaluate(model, ppl=args.ppl, profile=args.profile, seqlen=args.seqlen, corpus=args.corpus,
-                          split=args.split, tasks=tasks, limit=args.limit, batch_size=args.batch_size,
-                          windows=args.windows, generate=generate, max_new_tokens=args.max_new_tokens,
-                          harness=harness)
+    settings = dict(ppl=args.ppl, profile=args.profile, seqlen=args.seqlen, corpus=args.corpus, split=args.split,
+                    tasks=tasks, limit=args.limit, batch_size=args.batch_size, windows=args.windows,
+                    generate=generate, max_new_tokens=args.max_new_tokens, harness=harness)
+    deltas = _names(args.delta)
+    if not deltas:
+        result = api.evaluate(model, **settings)
+        print(f"model: {model}")
+        print(format_table(_result_rows(result)))
+        if args.json:
+            api.write_json(args.json, result)
+        return 0
+    # Several fine-tunes served over one base in this process: each delta is attached to the same
+    # loaded base (its linears wrap the base's own layers), evaluated, and released.
+    from llmpress.models.delta import served_bytes
+
+    base = api.load(model)
+    results = {}
+    for delta in deltas:
+        served = api.delta_attach(base, delta)
+        result = api.evaluate(served, **settings)
+        result["served_bytes"] = served_bytes(served.model, base.model)
+        print(f"model: {model} + delta {delta} (served unmerged: {result['served_bytes'] / 1e6:.2f} MB of its own "
+              f"beside the shared base)")
+        print(format_table(_result_rows(result)))
+        results[delta] = result
+        del served
+    if args.json:
+        api.write_json(args.json, {"base": model, "deltas": results})
+    return 0
+
+
+def _result_rows(result: dict) -> list[dict]:
     rows = []
     if "perplexity" in result:
         p = result["perplexity"]
@@ -106,11 +134,7 @@ def _eval(args) -> int:
     for task, r in result.get("generation", {}).items():
         rows.append({"measure": f"{task} exact match", "value": r["exact_match"],
                      "detail": f"{r['examples']} examples, greedy"})
-    print(f"model: {model}")
-    print(format_table(rows))
-    if args.json:
-        api.write_json(args.json, result)
-    return 0
+    return rows
 
 
 def _info(args) -> int:
@@ -310,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-new-tokens", type=int, default=16)
     e.add_argument("--limit", type=int, help="evaluate only the first N examples of each task")
     e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--delta", help="comma-separated delta directories: evaluate each fine-tune served over the "
+                   "one loaded base (--model), unmerged, in this process")
     e.add_argument("--json", help="also write the results to this JSON file")
     e.set_defaults(func=_eval)
 

@@ -7,7 +7,7 @@ import torch
 from llmpress import api, deltastore
 from llmpress.cli import main
 from llmpress.errors import CheckpointError, ConfigError
-from llmpress.methods.deltadq import BitDeltaConfig, DeltaDQConfig
+from llmpress.methods.deltadq import BitDeltaConfig, DAREConfig, DeltaDQConfig
 from llmpress.models import delta as dm
 from llmpress.nn import DeltaLinear
 
@@ -123,3 +123,44 @@ def test_cli_compress_info_apply(tiny_dir, tiny_tokenizer, fake_cache, tmp_path,
     assert "hash" in capsys.readouterr().err
     assert main(["delta", "compress", "--finetuned", str(tmp_path / "ft"), "--base", str(tiny_dir), "--ratio", "2"]) == 2
     assert "cannot be reached" in capsys.readouterr().err
+
+
+def test_served_bytes_count_only_what_the_delta_adds(pair):
+    base, ft = pair
+    d = dm.compress(base, ft, "dare", DAREConfig(ratio=8, bits=16), None, progress=False)
+    served = dm.attach(base, d)
+    acc = d.accounting()
+    before = dm.served_bytes(served, base)
+    # the compressed tensors and the changed norms (float32 in memory), nothing of the base
+    assert before == sum(f.nbytes for f in d.linear.values()) + 4 * acc["dense_params"]
+    with torch.no_grad():
+        served(ids(1, 8))
+    kept = sum(int(f.kept_values().numel()) for f in d.linear.values())
+    rows = sum(m.out_features + 1 for m in served.modules() if isinstance(m, DeltaLinear))
+    # after a forward each DeltaLinear holds its CSR matrix: float32 values, int32 columns and row offsets
+    assert dm.served_bytes(served, base) == before + 8 * kept + 4 * rows
+
+
+def test_cli_evaluates_several_deltas_over_one_base(tiny_dir, tiny_tokenizer, fake_cache, tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    outs = []
+    for seed in (0, 1):
+        finetune_of(base, seed=seed).save_pretrained(tmp_path / f"ft{seed}")
+        tiny_tokenizer.save_pretrained(tmp_path / f"ft{seed}")
+        outs.append(tmp_path / f"d{seed}")
+        assert main(["delta", "compress", "--base", str(tiny_dir), "--finetuned", str(tmp_path / f"ft{seed}"),
+                     "--method", "dare", "--ratio", "8", "--out", str(outs[-1])]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--model", str(tiny_dir), "--delta", ",".join(map(str, outs)), "--windows", "1",
+                 "--seqlen", "32", "--json", str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"+ delta {o}" in printed for o in outs)
+    r = json.loads((tmp_path / "r.json").read_text())["deltas"]
+    ppl = [r[str(o)]["perplexity"]["ppl"] for o in outs]
+    merged = [api.evaluate(api.LoadedModel(dm.apply(AutoModelForCausalLM.from_pretrained(tiny_dir), deltastore.load(o)),
+                                           tiny_tokenizer, "merged"), windows=1, seqlen=32, progress=False)
+              ["perplexity"]["ppl"] for o in outs]
+    assert ppl[0] != ppl[1] and ppl == pytest.approx(merged, rel=1e-4)
+    assert all(0 < r[str(o)]["served_bytes"] < 1e6 for o in outs)

@@ -112,6 +112,23 @@ def attach(base: nn.Module, delta: Delta, verify: bool = True) -> nn.Module:
     return model.eval()
 
 
+def served_bytes(served: nn.Module, base: nn.Module) -> int:
+    """Bytes a fine-tune served by :func:`attach` holds beside the base: every parameter and
+    buffer storage the base does not own (compressed deltas, changed norms) plus the decoded CSR
+    matrices its :class:`DeltaLinear` layers keep once they have run."""
+    shared = {t.untyped_storage().data_ptr() for t in (*base.parameters(), *base.buffers())}
+    own: dict[int, int] = {}
+    for t in (*served.parameters(), *served.buffers()):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in shared:
+            own[ptr] = t.untyped_storage().nbytes()
+    csr = 0
+    for m in served.modules():
+        if isinstance(m, DeltaLinear) and m._csr is not None:
+            csr += sum(t.untyped_storage().nbytes() for t in (m._csr.crow_indices(), m._csr.col_indices(), m._csr.values()))
+    return sum(own.values()) + csr
+
+
 @torch.no_grad()
 def balance_stats(base: nn.Module, finetuned: nn.Module, calib_ids: torch.Tensor, tokens: int = 16,
                   progress: bool = True) -> list[dict]:
