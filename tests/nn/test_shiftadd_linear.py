@@ -7,6 +7,8 @@ from llmpress.methods.shiftadd import ShiftAddConfig, quantize_plain
 from llmpress.nn import MODULES, ShiftAddLinear
 from llmpress.nn.shiftadd_linear import set_kernel
 
+from tests.kernels.test_native import needs_compiler
+
 
 def make(mode="lat", bias=True):
     g = torch.Generator().manual_seed(0)
@@ -18,8 +20,10 @@ def make(mode="lat", bias=True):
 
 @pytest.mark.parametrize("mode", ["lat", "acc"])
 @pytest.mark.parametrize("bias", [True, False])
-def test_lut_forward_equals_dense_with_batch_and_sequence_dims(mode, bias):
+@pytest.mark.parametrize("kernel", ["lut", pytest.param("native", marks=needs_compiler)])
+def test_lut_forward_equals_dense_with_batch_and_sequence_dims(mode, bias, kernel):
     layer, b = make(mode, bias)
+    layer.kernel = kernel
     dense_w = layer.dequantize()
     for shape in [(40,), (3, 40), (2, 5, 40)]:
         x = torch.randn(shape)
@@ -47,5 +51,8 @@ def test_kernel_switch_and_bad_kernel():
     layer, _ = make()
     model = torch.nn.Sequential(layer, torch.nn.ReLU())
     assert set_kernel(model, "dense") == 1 and layer.kernel == "dense"
+    layer(torch.randn(2, 40))
+    assert layer._dense is not None  # the dense kernel keeps its decoded weight
+    assert set_kernel(model, "native") == 1 and layer._dense is None  # the look-up kernels do not
     with pytest.raises(ConfigError, match="kernel"):
         layer.kernel = "gpu"

@@ -9,7 +9,7 @@ from llmpress.errors import ConfigError
 from llmpress.kernels import bcq_lut_matmul
 from llmpress.nn.compressed_linear import CompressedLinear
 
-KERNELS = ("lut", "dense")
+KERNELS = ("lut", "dense", "native")
 
 
 class ShiftAddLinear(CompressedLinear):
@@ -17,9 +17,11 @@ class ShiftAddLinear(CompressedLinear):
 
     ``kernel="lut"`` computes it multiplication-free: 8-input look-up tables of +-x sums indexed
     by the packed bit-plane bytes, scales applied as exponent shifts
-    (:func:`llmpress.kernels.bcq_lut_matmul`). ``kernel="dense"`` multiplies by the dequantized
-    weight instead; both give the same result up to float rounding (tested), and on a CPU in
-    plain torch the dense one is much faster, so it is the default for evaluation.
+    (:func:`llmpress.kernels.bcq_lut_matmul`, plain torch). ``kernel="native"`` is the same
+    look-up product compiled (:mod:`llmpress.kernels.native`, CPU): it reads the packed planes
+    directly, so the layer never holds a dense weight. ``kernel="dense"`` multiplies by the
+    dequantized weight, decoded once and kept (fp32: 32 bits per weight in memory); it is the
+    default for evaluation. All three give the same result up to float rounding (tested).
     x: [..., in_features] -> y: [..., out_features].
     """
 
@@ -41,7 +43,13 @@ class ShiftAddLinear(CompressedLinear):
         if self._kernel == "dense":
             return super().forward(x)
         flat = x.reshape(-1, self.in_features).to(torch.float32)
-        y = bcq_lut_matmul(flat, self.packed()).reshape(*x.shape[:-1], self.out_features)
+        if self._kernel == "native":
+            from llmpress.kernels.native import bcq_lut_matmul_native
+
+            y = bcq_lut_matmul_native(flat, self.packed())
+        else:
+            y = bcq_lut_matmul(flat, self.packed())
+        y = y.reshape(*x.shape[:-1], self.out_features)
         if self.bias is not None:
             y = y + self.bias.to(torch.float32)
         return y.to(x.dtype)
@@ -55,4 +63,6 @@ def set_kernel(model: torch.nn.Module, kernel: str) -> int:
     layers = [m for m in model.modules() if isinstance(m, ShiftAddLinear)]
     for m in layers:
         m.kernel = kernel
+        if kernel != "dense":
+            m._dense = None  # the look-up kernels read the packed planes: drop a decoded copy
     return len(layers)
