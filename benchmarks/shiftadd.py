@@ -34,7 +34,8 @@ CALIB = {"calib_samples": 32, "calib_seqlen": 512, "calib_seed": 0}
 LAT = {"mode": "lat", "row_group": 32, "terms": 2}
 ACC = {"mode": "acc", "row_group": 192, "terms": 2}
 # 1: BCQ from the greedy start only, columns in their own order (session 9).
-# 2: BCQ refined from the greedy and from a uniform-grid start (the better kept), act order.
+# 2: BCQ refined from the greedy and from a uniform-grid start (the better kept), act order,
+#    scales shared by several columns ("lat") fit with each column's GPTQ error cost as weight.
 REVISION = 2
 
 # (label, method, settings), in the order they run: the comparisons the issue asks for first.

@@ -91,3 +91,26 @@ def test_bcq_keeps_the_better_of_both_starts():
     from_uniform = refine(x, *uniform_start(x, 3), 5)[2]
     assert torch.allclose(got, torch.minimum(from_greedy, from_uniform))
     assert got.sum() < 0.8 * from_greedy.sum()
+
+
+def test_weighted_scale_step_is_weighted_least_squares():
+    x = data()
+    _, codes = greedy(x, 3)
+    v = torch.rand(x.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64) + 0.1
+    alpha = fit_scales(x, codes, v)
+    root = v.sqrt()
+    ref = torch.linalg.lstsq((codes * root.unsqueeze(1)).transpose(1, 2), (x * root).unsqueeze(2)).solution.squeeze(2)
+    assert torch.allclose(alpha, ref, atol=1e-10)
+
+
+def test_uniform_weights_change_nothing_and_uneven_weights_move_the_fit():
+    x = data()
+    plain = bcq(x, 3, rounds=5)
+    same = bcq(x, 3, rounds=5, weight=torch.full_like(x, 2.5))
+    assert all(torch.allclose(a, b) for a, b in zip(plain, same))
+    # a few values 100x as costly: the weighted fit spends its levels on them
+    v = torch.ones_like(x)
+    v[:, :4] = 100.0
+    weighted = bcq(x, 3, rounds=5, weight=v)
+    assert group_error(x, *weighted, v).sum() < group_error(x, *plain, v).sum()
+    assert group_error(x, *weighted).sum() > group_error(x, *plain).sum()

@@ -13,7 +13,12 @@ uniform grid reaches. So refinement also runs from a second start, the best unif
 scales (2^(q-1) s, ..., 2 s, s) make the 2^q levels exactly the odd multiples of s, a symmetric
 uniform grid, so BCQ contains every such grid. Each group keeps the better of the two results.
 
-Shapes: x [N, g] (N groups), alpha [N, q], codes [N, q, g] in {-1, +1}.
+Every step also takes an optional weight v [N, g] >= 0 per value: the objective becomes
+sum_k v_k (x_k - sum_i alpha_i b_ik)^2, so weighted least squares for alpha, and the same
+per-value code search (weights do not change which level is nearest). The ShiftAdd quantizer
+weights each column by what its error costs in output error (see :mod:`.quantize`).
+
+Shapes: x [N, g] (N groups), alpha [N, q], codes [N, q, g] in {-1, +1}, weight [N, g] or None.
 """
 
 from __future__ import annotations
@@ -33,26 +38,27 @@ def codewords(q: int, dtype=torch.float64) -> torch.Tensor:
     return (((k >> torch.arange(q)) & 1).to(dtype) * 2 - 1)
 
 
-def greedy(x: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor]:
+def greedy(x: torch.Tensor, q: int, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     residual = x.clone()
     alphas, codes = [], []
     for _ in range(q):
         b = torch.where(residual >= 0, 1.0, -1.0).to(x.dtype)
-        a = residual.abs().mean(dim=1)
+        a = residual.abs().mean(dim=1) if weight is None else (weight * residual.abs()).sum(1) / weight.sum(1)
         residual -= a.unsqueeze(1) * b
         alphas.append(a)
         codes.append(b)
     return torch.stack(alphas, 1), torch.stack(codes, 1)
 
 
-def fit_scales(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Least-squares alpha [N, q] for fixed codes: the normal equations (B B^T) alpha = B x, solved
-    with the pseudo-inverse so that repeated or opposite planes (a singular B B^T) still get a
-    minimiser."""
+def fit_scales(x: torch.Tensor, codes: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Least-squares alpha [N, q] for fixed codes: the normal equations (B V B^T) alpha = B V x
+    (V = diag(weight), the identity if None), solved with the pseudo-inverse so that repeated or
+    opposite planes (a singular B B^T) still get a minimiser."""
     # Broadcast products, not batched matmul: these matrices are tiny, and threaded matmul on
     # tiny batches costs milliseconds per call on a busy machine.
-    gram = (codes.unsqueeze(2) * codes.unsqueeze(1)).sum(3)
-    rhs = (codes * x.unsqueeze(1)).sum(2)
+    weighted = codes if weight is None else codes * weight.unsqueeze(1)
+    gram = (weighted.unsqueeze(2) * codes.unsqueeze(1)).sum(3)
+    rhs = (weighted * x.unsqueeze(1)).sum(2)
     return (torch.linalg.pinv(gram) * rhs.unsqueeze(1)).sum(2)
 
 
@@ -77,16 +83,18 @@ def reconstruct(alpha: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return (alpha.unsqueeze(2) * codes).sum(1)
 
 
-def group_error(x: torch.Tensor, alpha: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Squared error per group, [N]."""
-    return (x - reconstruct(alpha, codes)).pow(2).sum(1)
+def group_error(x: torch.Tensor, alpha: torch.Tensor, codes: torch.Tensor,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
+    """(Weighted) squared error per group, [N]."""
+    err = (x - reconstruct(alpha, codes)).pow(2)
+    return (err if weight is None else err * weight).sum(1)
 
 
 # Clipping ratios tried by the uniform start: the grid's outermost level at this fraction of max |x|.
 UNIFORM_CLIPS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 
 
-def uniform_start(x: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor]:
+def uniform_start(x: torch.Tensor, q: int, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """For each group, the symmetric uniform grid (levels: odd multiples of s) with the lowest
     error over :data:`UNIFORM_CLIPS`, as BCQ scales [N, q] and codes [N, q, g]."""
     powers = torch.exp2(torch.arange(q - 1, -1, -1, dtype=x.dtype))   # (2^(q-1), ..., 1)
@@ -95,7 +103,7 @@ def uniform_start(x: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor]:
     for clip in UNIFORM_CLIPS:
         alpha = clip * top / ((1 << q) - 1) * powers                  # outermost level = clip * max|x|
         codes = nearest_codes(x, alpha)
-        err = group_error(x, alpha, codes)
+        err = group_error(x, alpha, codes, weight)
         if best is None:
             best = (alpha, codes, err)
         else:
@@ -105,14 +113,14 @@ def uniform_start(x: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor]:
     return best[0], best[1]
 
 
-def refine(x: torch.Tensor, alpha: torch.Tensor, codes: torch.Tensor,
-           rounds: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def refine(x: torch.Tensor, alpha: torch.Tensor, codes: torch.Tensor, rounds: int,
+           weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Up to ``rounds`` of alternating refinement from (alpha, codes); returns them with the error [N]."""
-    err = group_error(x, alpha, codes)
+    err = group_error(x, alpha, codes, weight)
     for _ in range(rounds):
-        new_alpha = fit_scales(x, codes)
+        new_alpha = fit_scales(x, codes, weight)
         new_codes = nearest_codes(x, new_alpha)
-        new_err = group_error(x, new_alpha, new_codes)
+        new_err = group_error(x, new_alpha, new_codes, weight)
         better = new_err < err
         if not better.any():
             break
@@ -122,11 +130,12 @@ def refine(x: torch.Tensor, alpha: torch.Tensor, codes: torch.Tensor,
     return alpha, codes, err
 
 
-def bcq(x: torch.Tensor, q: int, rounds: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+def bcq(x: torch.Tensor, q: int, rounds: int = 5, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Alternating refinement (``rounds``) from the greedy and from the uniform start, the better
-    per group; x [N, g] is promoted to float64. Returns alpha [N, q], codes [N, q, g]."""
+    per group; x [N, g] (and ``weight``) are promoted to float64. Returns alpha [N, q], codes [N, q, g]."""
     x = x.to(torch.float64)
-    a1, c1, e1 = refine(x, *greedy(x, q), rounds)
-    a2, c2, e2 = refine(x, *uniform_start(x, q), rounds)
+    weight = weight.to(torch.float64) if weight is not None else None
+    a1, c1, e1 = refine(x, *greedy(x, q, weight), rounds, weight)
+    a2, c2, e2 = refine(x, *uniform_start(x, q, weight), rounds, weight)
     better = e2 < e1
     return torch.where(better.unsqueeze(1), a2, a1), torch.where(better.view(-1, 1, 1), c2, c1)

@@ -43,11 +43,12 @@ class _BinaryColumns:
     records codes, exponents, signs and the error the rounding of scales adds.
 
     Scales of ``window`` consecutive columns (whole column groups) are fit together, in one
-    batched BCQ, when the first of those columns is reached."""
+    batched BCQ, when the first of those columns is reached. ``cost`` [cols]: what a squared
+    error in each column costs (None = the same for all); the fit weights each value by it."""
 
-    def __init__(self, spec: BCQSpec, rounds: int, window: int):
+    def __init__(self, spec: BCQSpec, rounds: int, window: int, cost: torch.Tensor | None = None):
         q, rows, cols = spec.bits, *spec.shape
-        self.spec, self.rounds = spec, rounds
+        self.spec, self.rounds, self.cost = spec, rounds, cost
         self.group = window if cols % window == 0 else spec.col_group
         self.words = codewords(q)
         self.codes = torch.zeros(q, rows, cols, dtype=torch.bool)
@@ -64,7 +65,11 @@ class _BinaryColumns:
         rb, nb = rows // s.row_group, width // s.col_group
         # one BCQ group per (row block, column block): its rows x columns, row-major
         x = weights.reshape(rb, s.row_group, nb, s.col_group).permute(0, 2, 1, 3).reshape(rb * nb, -1)
-        alpha, codes = bcq(x, s.bits, self.rounds)
+        v = None
+        if self.cost is not None and s.col_group > 1:  # within one column every value costs the same
+            v = self.cost[col:col + width].reshape(1, nb, 1, s.col_group).expand(rb, nb, s.row_group, s.col_group)
+            v = v.reshape(rb * nb, -1)
+        alpha, codes = bcq(x, s.bits, self.rounds, v)
         exps, neg, rounded = round_to_shifts(alpha, s.terms)
         self.bcq_error += float(group_error(x, alpha, codes).sum())
         self.shift_error += float(group_error(x, rounded, nearest_codes(x, rounded)).sum())
@@ -112,8 +117,7 @@ def quantize(weight: torch.Tensor, hessian: torch.Tensor | None, config: ShiftAd
     """
     spec = layer_spec(tuple(weight.shape), config, bits, name)
     w = weight.detach().to(torch.float64).clone()
-    columns = _BinaryColumns(spec, config.rounds, config.fit_window)
-    blocks = None
+    blocks = cost = None
     if hessian is None:
         upper = torch.eye(spec.shape[1], dtype=torch.float64)
     else:
@@ -126,6 +130,10 @@ def quantize(weight: torch.Tensor, hessian: torch.Tensor | None, config: ShiftAd
         inv = inverse_cholesky(h, config.damp, name)
         w[:, inv.dead] = 0
         upper = inv.upper
+        # GPTQ's cost of rounding column j by e (before feedback repairs what it can):
+        # e^2 / [H^-1]_jj = (e / U_jj)^2, so a shared scale is fit with these weights
+        cost = torch.diagonal(upper).pow(-2)
+    columns = _BinaryColumns(spec, config.rounds, config.fit_window, cost)
     quantize_columns(w, upper, columns, config.block_size)
     if report is not None:
         norm = float(w.pow(2).sum()) or 1.0
