@@ -125,16 +125,18 @@ def ppl_cell(row: dict, key: str) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| method | bits/weight (linears) | size MB | ppl quick | ppl full | fine-tuning cost |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| method | bits/weight (linears) | size MB | ppl quick | ppl full | social_iqa acc / acc_norm "
+             "| fine-tuning cost |", "|---|---|---|---|---|---|---|"]
     order = {label: i for i, (label, _, _) in enumerate(ROWS)}
     for r in sorted(rows, key=lambda r: order.get(r["method"], len(order))):
         cost = "-"
         if "train_seconds" in r:
             cost = (f"{r['steps']} steps, {r['train_tokens']:,} tokens, {r['train_seconds'] / 60:.0f} min, "
                     f"peak {r['peak_rss_mb'] / 1024:.1f} GB")
+        task = r.get("tasks", {}).get("social_iqa")
+        acc = f"{task['acc']:.3f} / {task['acc_norm']:.3f} ({task['examples']})" if task else "-"
         lines.append(f"| {r['method']} | {r['bits_per_weight']:.3f} | {r['size_mb']:.1f} | {ppl_cell(r, 'ppl_quick')} | "
-                     f"{ppl_cell(r, 'ppl_full')} | {cost} |")
+                     f"{ppl_cell(r, 'ppl_full')} | {acc} | {cost} |")
     return "\n".join(lines)
 
 
@@ -152,6 +154,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30, help="fine-tuning steps of every trained row")
     ap.add_argument("--full", action="store_true", help="also evaluate the full profile (104 windows)")
     ap.add_argument("--only", default="", help="comma-separated row labels to run (default: all)")
+    ap.add_argument("--tasks", default="", help="zero-shot tasks for every row with a checkpoint, e.g. social_iqa")
+    ap.add_argument("--limit", type=int, help="first N examples of each task")
     ap.add_argument("--render", action="store_true", help="print the table of an existing JSON and exit")
     ap.add_argument("--stage", help=argparse.SUPPRESS)  # internal: run one row in this process
     args = ap.parse_args()
@@ -196,11 +200,20 @@ def main() -> None:
             data["rows"] = [r for r in data["rows"] if r["method"] != label] + [row]
             by_label[label] = row
             api.write_json(out, data)
+        on_disk = "checkpoint" in row and Path(row["checkpoint"], "llmpress.json").is_file()
         for key, profile in (("ppl_quick", "quick"), ("ppl_full", "full")):
-            if key in row or "checkpoint" not in row or (profile == "full" and not args.full):
+            if key in row or not on_disk or (profile == "full" and not args.full):
                 continue
             row[key] = api.evaluate(row["checkpoint"], profile=profile, progress=False)["perplexity"]
             print(label, key, f"{row[key]['ppl']:.2f}", flush=True)
+            api.write_json(out, data)
+        for task in [t for t in args.tasks.split(",") if t and t not in row.get("tasks", {})]:
+            if not (on_disk or label == "fp32"):
+                continue
+            res = api.evaluate(row["checkpoint"] if on_disk else "default", ppl=False, tasks=[task], limit=args.limit,
+                               progress=False)["tasks"][task]
+            row.setdefault("tasks", {})[task] = res
+            print(label, task, res, flush=True)
             api.write_json(out, data)
     print(markdown(data["rows"]))
 

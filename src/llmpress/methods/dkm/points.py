@@ -72,4 +72,6 @@ def point_mass(importance: torch.Tensor, config: DKMConfig) -> torch.Tensor:
     counts with the summed importance of its weights."""
     rows, cols = importance.shape
     groups = rows // config.group_size if config.group_size else 1
+    if config.cluster_dim == 1:  # no sum: a per-column vector expanded over rows stays a view where it can
+        return importance.reshape(groups, rows // groups * cols)
     return importance.reshape(groups, rows // groups * cols // config.cluster_dim, config.cluster_dim).sum(-1)
