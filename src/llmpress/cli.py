@@ -50,7 +50,7 @@ def _finetune(args) -> int:
 
     settings = {k: getattr(args, k) for k in ("steps", "lr", "warmup_steps", "schedule", "weight_decay",
                                               "batch_size", "grad_accum", "seq_len", "dtype", "eval_interval",
-                                              "eval_examples", "save_interval", "seed")}
+                                              "eval_examples", "save_interval", "seed", "loss_on", "distill")}
     settings["train_embeddings"] = not args.freeze_embeddings
     compression = None
     if args.method == "dkm":
@@ -292,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--eval-interval", type=int, default=100, help="steps between held-out evaluations")
     f.add_argument("--eval-examples", type=int, default=200, help="held-out examples per evaluation")
     f.add_argument("--save-interval", type=int, default=50, help="steps between resumable states (0 = none)")
+    f.add_argument("--loss-on", choices=["answers", "all"], default="answers",
+                   help="train on the answer tokens only (instruction tuning) or on every token")
+    f.add_argument("--distill", type=float, default=0.0,
+                   help="weight in [0, 1] of distillation from the starting model (KL on the loss tokens; "
+                   "1 = distillation only): pulls a compressed model back towards the original")
     f.add_argument("--freeze-embeddings", action="store_true",
                    help="keep the input embedding (and a tied lm_head) as in the base model")
     f.add_argument("--seed", type=int, default=0)

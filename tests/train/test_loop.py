@@ -99,7 +99,8 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_tokenizer, tmp_path):
 
 
 def test_bad_settings_are_refused():
-    for bad in (dict(steps=0), dict(lr=0), dict(schedule="step"), dict(dtype="fp8"), dict(batch_size=0)):
+    for bad in (dict(steps=0), dict(lr=0), dict(schedule="step"), dict(dtype="fp8"), dict(batch_size=0),
+                dict(loss_on="prompt"), dict(distill=1.5)):
         with pytest.raises(ConfigError):
             TrainConfig(**bad)
     assert TrainConfig.from_json(TrainConfig(lr=1e-3).to_json()) == TrainConfig(lr=1e-3)
@@ -122,3 +123,63 @@ def test_long_targets_are_cut_and_examples_encode_on_demand(tiny_tokenizer):
     lazy = LazyEncoded(tiny_tokenizer, TRAIN, 32)
     assert len(lazy) == len(TRAIN) and not lazy._done
     assert lazy[3] == encode(tiny_tokenizer, TRAIN[3], 32) and list(lazy._done) == [3]
+
+
+def test_loss_on_all_tokens_and_distillation_terms(tiny_tokenizer):
+    import copy
+
+    import torch.nn.functional as F
+
+    from llmpress.train.loop import loss_labels, target_loss_sum
+
+    model = make_model(len(tiny_tokenizer))
+    b = collate([encode(tiny_tokenizer, ex, 32) for ex in TRAIN[:3]], tiny_tokenizer.pad_token_id)
+    every = loss_labels(b, "all")
+    assert torch.equal(every["labels"] != IGNORE, b["attention_mask"] == 1) and loss_labels(b, "answers") is b
+    with torch.no_grad():
+        ce, n = target_loss_sum(model, every)
+        assert n == int(b["attention_mask"][:, 1:].sum())
+        # a teacher equal to the model: the KL term is 0, so distillation only scales the NLL
+        mixed, _ = target_loss_sum(model, every, copy.deepcopy(model), 0.25)
+        assert torch.allclose(mixed, 0.75 * ce, rtol=1e-5)
+        other = make_model(len(tiny_tokenizer))
+        torch.manual_seed(3)
+        for p in other.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        kl, _ = target_loss_sum(model, every, other, 1.0)
+        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1]
+        t = other(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits[:, :-1]
+        keep = every["labels"][:, 1:] != IGNORE
+        ref = F.kl_div(F.log_softmax(logits[keep], -1), F.log_softmax(t[keep], -1), log_target=True, reduction="sum")
+        assert float(kl) > 0 and torch.allclose(kl, ref, rtol=1e-4)
+
+
+def test_distillation_pulls_a_perturbed_model_back_to_its_teacher(tiny_tokenizer):
+    """Training with distill=1 from a teacher moves the student's predictions towards it."""
+    import copy
+
+    from llmpress.train.hooks import TrainHooks
+
+    teacher = make_model(len(tiny_tokenizer))
+
+    class Perturb(TrainHooks):  # stands in for compression: the trained model starts off the teacher
+        def prepare(self, model):
+            torch.manual_seed(1)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(torch.randn_like(p) * 0.05)
+            return model
+
+    from llmpress.train.loop import loss_labels, target_loss_sum
+
+    student = copy.deepcopy(teacher)
+    every = loss_labels(collate([encode(tiny_tokenizer, ex, 32) for ex in HELD], tiny_tokenizer.pad_token_id), "all")
+
+    def gap(m):
+        with torch.no_grad():
+            return float(target_loss_sum(m, every, teacher, 1.0)[0])
+
+    perturbed = Perturb().prepare(copy.deepcopy(teacher))
+    finetune(student, tiny_tokenizer, TRAIN, HELD, cfg(steps=8, eval_interval=0, loss_on="all", distill=1.0),
+             hooks=Perturb(), progress=False, log=lambda *_: None)
+    assert gap(student) < 0.5 * gap(perturbed)

@@ -9,6 +9,7 @@ from llmpress.errors import ConfigError
 
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("fp32", "bf16")
+LOSS_ON = ("answers", "all")
 
 
 @dataclass
@@ -23,6 +24,12 @@ class TrainConfig(JsonConfig):
     examples; every
     ``save_interval`` steps (0 = never) it writes a resumable state. ``train_embeddings`` False
     freezes the input embedding (and an lm_head tied to it), so a delta leaves them shared.
+
+    ``loss_on``: "answers" (the target tokens only: instruction tuning) or "all" (every token of
+    prompt and answer: language modelling on the same text). ``distill`` in [0, 1]: the weight of
+    knowledge distillation, the KL divergence from the model as it was before training (a frozen
+    copy, the teacher) to the trained one on the same tokens; the cross-entropy keeps 1 -
+    ``distill``. Compression-aware training uses it to pull a clustered model back to the original.
     """
 
     steps: int = 300
@@ -42,6 +49,8 @@ class TrainConfig(JsonConfig):
     max_new_tokens: int = 8
     save_interval: int = 50
     train_embeddings: bool = True
+    loss_on: str = "answers"
+    distill: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -65,6 +74,10 @@ class TrainConfig(JsonConfig):
             raise ConfigError(f"unknown schedule {self.schedule!r}; choose one of {SCHEDULES}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown training dtype {self.dtype!r}; choose one of {DTYPES}")
+        if self.loss_on not in LOSS_ON:
+            raise ConfigError(f"loss_on must be one of {LOSS_ON}, got {self.loss_on!r}")
+        if not 0 <= self.distill <= 1:
+            raise ConfigError(f"distill (the weight of the distillation loss) must be in [0, 1], got {self.distill}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
 

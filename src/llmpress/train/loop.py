@@ -1,11 +1,13 @@
-"""The fine-tuning loop: AdamW, warm-up + decay, gradient accumulation, loss on target tokens only,
-periodic held-out evaluation, resumable state. Compression methods plug in through
+"""The fine-tuning loop: AdamW, warm-up + decay, gradient accumulation, loss on target tokens (or
+every token) with optional distillation from the starting model, periodic held-out evaluation,
+resumable state. Compression methods plug in through
 :class:`~llmpress.train.hooks.TrainHooks`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,14 +49,33 @@ def _autocast(config: TrainConfig, device: torch.device):
     return contextlib.nullcontext()
 
 
-def target_loss_sum(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """(sum of next-token NLL over target tokens, number of target tokens) of one batch."""
+def target_loss_sum(model: nn.Module, batch: dict[str, torch.Tensor], teacher: nn.Module | None = None,
+                    distill: float = 0.0) -> tuple[torch.Tensor, int]:
+    """(sum of next-token NLL over target tokens, number of target tokens) of one batch.
+
+    With a ``teacher`` and ``distill`` > 0 the sum is (1 - distill) x NLL + distill x KL(teacher ||
+    model), the KL of the next-token distributions summed over the same target positions.
+    """
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    logits, labels = logits[:, :-1], batch["labels"][:, 1:]
+    logits, labels = logits[:, :-1].float(), batch["labels"][:, 1:]
     n = int((labels != IGNORE).sum())
-    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1),
-                           ignore_index=IGNORE, reduction="sum")
-    return loss, n
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE,
+                           reduction="sum")
+    if teacher is None or distill == 0:
+        return loss, n
+    with torch.no_grad():
+        t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+        t_logp = F.log_softmax(t[:, :-1].float(), dim=-1)[labels != IGNORE]
+    logp = F.log_softmax(logits, dim=-1)[labels != IGNORE]
+    kl = (t_logp.exp() * (t_logp - logp)).sum()
+    return (1 - distill) * loss + distill * kl, n
+
+
+def loss_labels(batch: dict[str, torch.Tensor], loss_on: str) -> dict[str, torch.Tensor]:
+    """The batch with the labels the training loss reads: as collated (answers) or every real token."""
+    if loss_on == "all":
+        batch = {**batch, "labels": batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE)}
+    return batch
 
 
 def freeze_embeddings(model: nn.Module) -> list[str]:
@@ -115,6 +136,8 @@ def finetune(model: nn.Module, tokenizer, train: list[Generation], held_out: lis
                           f"each rank needs at least one example per micro-batch")
     hooks = hooks or TrainHooks()
     torch.manual_seed(config.seed)
+    # The teacher is the model as given, copied before compression wraps it or a state is loaded.
+    teacher = copy.deepcopy(model).eval().requires_grad_(False) if config.distill > 0 else None
     model = hooks.prepare(model)
     frozen = [] if config.train_embeddings else freeze_embeddings(model)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -147,8 +170,8 @@ def finetune(model: nn.Module, tokenizer, train: list[Generation], held_out: lis
         lr = lr_at(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batches = [collate(world.shard([items[i] for i in batch_indices(len(items), step, m, config)]), pad_id)
-                   for m in range(config.grad_accum)]
+        batches = [loss_labels(collate(world.shard([items[i] for i in batch_indices(len(items), step, m, config)]),
+                                       pad_id), config.loss_on) for m in range(config.grad_accum)]
         # Normalise by the target tokens of the whole step (all micro-batches, all ranks), so
         # accumulation and data parallelism both equal one big batch.
         n_targets, = world.sum([sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)])
@@ -156,7 +179,7 @@ def finetune(model: nn.Module, tokenizer, train: list[Generation], held_out: lis
         for b in batches:
             b = {k: v.to(device) for k, v in b.items()}
             with _autocast(config, device):
-                loss, _ = target_loss_sum(model, b)
+                loss, _ = target_loss_sum(model, b, teacher, config.distill)
             (loss / n_targets).backward()
             step_loss += float(loss.detach()) / n_targets
             step_tokens += int(b["attention_mask"].sum())
