@@ -73,6 +73,11 @@ ROWS = [
     ("dkm 3-bit per-row hessian from hessian-kmeans", "finetune",
      {"method": "dkm", "compression": dkm(3, "hessian"), "init_from": "@kmeans 3-bit per-row hessian"}),
     ("dkm 2-bit per-row hessian", "finetune", {"method": "dkm", "compression": dkm(2, "hessian")}),
+    # the same texts, but every token and distillation from the uncompressed model as the loss:
+    # training pulls the clustered model back towards the original (its fine-tuned reference is
+    # the fp32 row itself: distilling a model from itself changes nothing)
+    ("dkm 3-bit per-row hessian distilled", "finetune",
+     {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0}),
 ]
 
 
