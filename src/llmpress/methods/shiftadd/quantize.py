@@ -10,6 +10,11 @@ reached, on the weights as the feedback has already corrected them, so the two o
 not fight: in "acc" mode every column gets scales fit to it alone, in "lat" mode every block of
 8 columns. The scales of ``fit_window`` columns are fit in one batch when the first of them is
 reached; the feedback from those columns onto each other then moves codes, not scales.
+
+Two refinements of that scheme: columns are visited in act order (blocks of the mode's column
+group by decreasing calibration energy, as ShiftAddLLM's act-order option), and when a scale is
+shared by several columns ("lat") its fit weights each column by what an error there costs in
+output error, 1 / [H^-1]_jj, the weight GPTQ's own error bound gives it.
 """
 
 from __future__ import annotations
