@@ -50,7 +50,7 @@ def rows_plan(ratios) -> list[tuple[str, str, dict]]:
     plan = [("base", "none", {}), ("fine-tune", "none", {})]
     plan += [(f"deltadq {r}x", "deltadq", {"ratio": r, **DELTADQ}) for r in ratios]
     plan += [(f"dare {r}x", "dare", {"ratio": r, "bits": 16, "seed": 0}) for r in ratios]
-    plan += [("bitdelta", "bitdelta", {})]
+    plan += [("bitdelta", "bitdelta", {}), ("bitdelta distilled", "bitdelta", {"distill_steps": 50})]
     plan += [(f"magnitude {r}x", "magnitude", {"ratio": r, "bits": 4}) for r in (16, 64)]
     return plan
 

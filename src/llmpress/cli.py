@@ -167,7 +167,7 @@ def _delta_compress(args) -> int:
     common = {"ratio": args.ratio, "bits": bits}  # None = the method's default
     groups = tuple(int(g) for g in _names(args.group_sizes)) or None
     settings = {"deltadq": {**common, "parts_bits": args.parts_bits, "seed": args.seed, "group_sizes": groups},
-                "dare": {**common, "seed": args.seed}, "magnitude": common, "bitdelta": {}}.get(args.method, common)
+                "dare": {**common, "seed": args.seed}, "magnitude": common, "bitdelta": {"distill_steps": args.distill_steps}}.get(args.method, common)
     r = api.delta_compress(args.base, args.finetuned, method=args.method, out=args.out, overwrite=args.overwrite,
                            calibration=None if args.calibration == "none" else args.calibration, **settings)
     _print_accounting(r.accounting)
@@ -361,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--bits", help="bits per kept value (deltadq/magnitude default 4; dare 16 = fp16); deltadq "
                     "takes a comma-separated list and picks per layer")
     dc.add_argument("--parts-bits", type=int, default=1, help="separate quantization: split codes into 2^s parts")
+    dc.add_argument("--distill-steps", type=int, default=0, help="bitdelta: steps of scale distillation on the "
+                    "calibration tokens (the fine-tune's logits as target; 0 = scales stay mean |delta|)")
     dc.add_argument("--group-sizes", help="comma-separated candidate group sizes for the search")
     dc.add_argument("--calibration", default="arithmetic", help="arithmetic, wiki-en or none (weight error)")
     dc.add_argument("--seed", type=int, default=0)

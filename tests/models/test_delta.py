@@ -164,3 +164,34 @@ def test_cli_evaluates_several_deltas_over_one_base(tiny_dir, tiny_tokenizer, fa
               ["perplexity"]["ppl"] for o in outs]
     assert ppl[0] != ppl[1] and ppl == pytest.approx(merged, rel=1e-4)
     assert all(0 < r[str(o)]["served_bytes"] < 1e6 for o in outs)
+
+
+def test_bitdelta_scale_distillation_lowers_the_logit_error_and_leaves_the_base_alone(pair):
+    base, ft = pair
+    before = {n: p.detach().clone() for n, p in base.named_parameters()}
+    flags = {n: p.requires_grad for n, p in base.named_parameters()}
+    x = ids(6, 32)
+
+    def logit_error(delta):
+        with torch.no_grad():
+            return float((dm.attach(base, delta)(x).logits - ft(x).logits).pow(2).mean())
+
+    plain = dm.compress(base, ft, "bitdelta", BitDeltaConfig(), None, progress=False)
+    distilled = dm.compress(base, ft, "bitdelta", BitDeltaConfig(distill_steps=10), x,
+                            progress=False)
+    assert logit_error(distilled) <= logit_error(plain)
+    # from badly wrong scales (3x) the distillation finds its way back to the fine-tune's logits
+    off = copy.deepcopy(plain)
+    for fmt in off.linear.values():
+        fmt.scale = fmt.scale * 3
+    wrong = logit_error(off)
+    config = BitDeltaConfig(distill_steps=40, distill_lr=0.05)
+    losses = dm.distill_scales(base, ft, off.linear, off.dense, x, config, progress=False)
+    assert logit_error(off) < 0.3 * wrong and losses[-1] < 0.3 * losses[0]
+    moved = [n for n in plain.linear if not torch.equal(plain.linear[n].scale, distilled.linear[n].scale)]
+    assert moved and all(torch.equal(plain.linear[n].signs, distilled.linear[n].signs) for n in plain.linear)
+    assert all(torch.equal(p, before[n]) and p.requires_grad == flags[n] and p.grad is None
+               for n, p in base.named_parameters())
+    assert plain.accounting()["linear_bytes"] == distilled.accounting()["linear_bytes"]  # same format, same bytes
+    with pytest.raises(ConfigError, match="needs calibration tokens"):
+        dm.compress(base, ft, "bitdelta", BitDeltaConfig(distill_steps=1), None, progress=False)

@@ -62,6 +62,10 @@ def compress(base: nn.Module, finetuned: nn.Module, method: str, config, calib_i
     for name in tqdm([n for n in plan.linear if n not in linear], desc=f"{method} delta", unit="layer",
                      disable=not progress):
         do(name, None)
+    if method == "bitdelta" and config.distill_steps:
+        if calib_ids is None:
+            raise ConfigError("BitDelta scale distillation needs calibration tokens (calibration=None was given)")
+        distill_scales(base, finetuned, linear, plan.dense, calib_ids, config, progress)
     order = list(plan.linear)
     delta = Delta(method, config.to_dict(), model_hash(base),
                   {n: linear[n] for n in order}, {n: t.to(torch.float16) for n, t in plan.dense.items()},
@@ -69,6 +73,50 @@ def compress(base: nn.Module, finetuned: nn.Module, method: str, config, calib_i
     delta.extra = {"counts": plan.counts(), "compress_seconds": time.perf_counter() - start,
                    "calibration": list(calib_ids.shape) if calib_ids is not None else None}
     return delta
+
+
+def distill_scales(base: nn.Module, finetuned: nn.Module, linear: dict, dense: dict, calib_ids: torch.Tensor,
+                   config, progress: bool = True) -> list[float]:
+    """BitDelta's scale distillation (Liu et al. 2024, Sec. 3.1), in place on the sign deltas of
+    ``linear``: with every base weight frozen, the per-matrix scales are trained by Adam to
+    minimise the mean squared difference between the logits of base + delta and of the fine-tune
+    on ``calib_ids`` [n, seqlen]. Returns the loss of every step."""
+    # the norms' deltas as they will be stored (float16), so the scales are fit to the final model
+    staged = Delta("bitdelta", {}, "", linear, {n: t.to(torch.float16) for n, t in dense.items()}, [], [])
+    served = attach(base, staged, verify=False)
+    trainable = {p: p.requires_grad for p in served.parameters()}  # the base's own flags, restored below
+    for p in trainable:
+        p.requires_grad_(False)
+    scales = []
+    for m in served.modules():
+        if isinstance(m, DeltaLinear):
+            scale = nn.Parameter(m.delta_scale.detach().clone())
+            del m._buffers["delta_scale"]
+            m.delta_scale = scale  # the packed format reads it, so the gradient reaches it
+            scales.append((m, scale))
+    # Adam moves a parameter by about lr per step whatever its size: a learning rate per matrix of
+    # distill_lr x its starting scale makes distill_lr the relative step for every matrix alike
+    optimizer = torch.optim.Adam([{"params": [p], "lr": config.distill_lr * max(float(p.abs()), 1e-12)}
+                                  for _, p in scales])
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    with torch.enable_grad():  # compress() runs under no_grad
+        for _ in tqdm(range(config.distill_steps), desc="BitDelta scale distillation", unit="step",
+                      disable=not progress):
+            batch = calib_ids[torch.randperm(calib_ids.shape[0], generator=g)[:config.distill_batch]]
+            with torch.no_grad():
+                target = finetuned(input_ids=batch, use_cache=False).logits.float()
+            loss = (served(input_ids=batch, use_cache=False).logits.float() - target).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss))
+    names = {id(m): n for n, m in served.named_modules()}
+    for m, scale in scales:
+        linear[names[id(m)]].scale = scale.detach().clone()
+    for p, flag in trainable.items():
+        p.requires_grad_(flag)
+    return losses
 
 
 def check_base(base: nn.Module, delta: Delta) -> None:

@@ -104,5 +104,19 @@ class MagnitudeConfig(JsonConfig):
 
 @dataclass
 class BitDeltaConfig(JsonConfig):
-    """BitDelta (Liu et al. 2024): sign of the delta and one scale per matrix (~16x). The paper's
-    optional scale distillation is not implemented; the scale is mean |delta|."""
+    """BitDelta (Liu et al. 2024): sign of the delta and one scale per matrix (~16x), the scale
+    starting at mean |delta|. ``distill_steps`` > 0: the paper's scale distillation, that many
+    Adam steps (``distill_batch`` calibration windows each) on the per-matrix scales so that
+    base + delta reproduces the fine-tune's logits on the calibration tokens; ``distill_lr`` is
+    relative (each scale's learning rate is distill_lr x its starting value)."""
+
+    distill_steps: int = 0
+    distill_lr: float = 0.01
+    distill_batch: int = 4
+
+    def __post_init__(self):
+        if not isinstance(self.distill_steps, int) or self.distill_steps < 0:
+            raise ConfigError(f"distill_steps must be an integer >= 0, got {self.distill_steps!r}")
+        if not self.distill_lr > 0 or not isinstance(self.distill_batch, int) or self.distill_batch < 1:
+            raise ConfigError(f"distill_lr must be > 0 and distill_batch an integer >= 1, got "
+                              f"{self.distill_lr!r}, {self.distill_batch!r}")
