@@ -90,3 +90,13 @@ def test_deltadq_beats_dare_when_the_delta_is_coherent():
     _, dq = compress_layer("l", d, "deltadq", DeltaDQConfig(ratio=32, bits=(2, 4)), gram)
     _, da = compress_layer("l", d, "dare", DAREConfig(ratio=32), gram)
     assert dq["rel_error"] < da["rel_error"]
+
+
+@pytest.mark.parametrize("kwargs,match", [({"distill_steps": -1}, "distill_steps"), ({"distill_batch": 0}, "distill_batch"),
+                                          ({"distill_lr": 0.0}, "distill_lr")])
+def test_bad_bitdelta_distillation_settings(kwargs, match):
+    from llmpress.methods.deltadq import BitDeltaConfig
+
+    with pytest.raises(ConfigError, match=match):
+        BitDeltaConfig(**kwargs)
+    assert BitDeltaConfig.from_json(BitDeltaConfig(distill_steps=5).to_json()) == BitDeltaConfig(distill_steps=5)

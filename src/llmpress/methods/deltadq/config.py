@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmpress.config import JsonConfig
+from llmpress.config import JsonConfig, check_int
 from llmpress.errors import ConfigError
 from llmpress.formats import separate_codes
 from llmpress.formats.sparse_delta import FLOAT_BITS
@@ -115,8 +115,7 @@ class BitDeltaConfig(JsonConfig):
     distill_batch: int = 4
 
     def __post_init__(self):
-        if not isinstance(self.distill_steps, int) or self.distill_steps < 0:
-            raise ConfigError(f"distill_steps must be an integer >= 0, got {self.distill_steps!r}")
-        if not self.distill_lr > 0 or not isinstance(self.distill_batch, int) or self.distill_batch < 1:
-            raise ConfigError(f"distill_lr must be > 0 and distill_batch an integer >= 1, got "
-                              f"{self.distill_lr!r}, {self.distill_batch!r}")
+        check_int("BitDelta", "distill_steps", self.distill_steps, 0)
+        check_int("BitDelta", "distill_batch", self.distill_batch, 1)
+        if not self.distill_lr > 0:
+            raise ConfigError(f"BitDelta distill_lr must be > 0, got {self.distill_lr!r}")
