@@ -16,6 +16,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+/* Below this many table reads per token a parallel region costs more than it saves. */
+#define PARALLEL_MIN_READS 65536
+
 /* t[256 * c + v] = sum_k (bit k of v ? +x[8c+k] : -x[8c+k]) for c < chunks. */
 static void build_tables(const float *x, int64_t chunks, float *t) {
     for (int64_t c = 0; c < chunks; c++) {
@@ -73,9 +76,10 @@ int lut_matmul_blocks(const float *x, int64_t T, int64_t rows, int64_t cols, int
     }
     float *t = malloc(sizeof(float) * 256 * chunks);  /* decoding: one token, rows split over threads */
     if (!t) return 1;
+    const int wide = (int64_t)q * rows * chunks >= PARALLEL_MIN_READS;
     for (int64_t n = 0; n < T; n++) {
         build_tables(x + n * cols, chunks, t);
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (wide)
         for (int64_t r = 0; r < rows; r++)
             y[n * rows + r] = row_blocks(t, planes, scales, q, rows, chunks, r, rg, per, cb);
     }
@@ -106,8 +110,9 @@ int lut_matmul_columns(const float *x, int64_t T, int64_t rows, int64_t cols, in
                        const float *scales, int64_t rg, int64_t cg, float *y, int threads) {
     const int64_t chunks = cols / 8, rb = rows / rg;
     const int64_t jobs = T * rb;  /* (token, row block) pairs write disjoint parts of y */
+    const int wide = jobs > 1 && T * (int64_t)q * rows * chunks >= PARALLEL_MIN_READS;
     int failed = 0;
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (wide)
     {
         float *xs = malloc(sizeof(float) * cols);
         float *t = malloc(sizeof(float) * 256 * chunks);
