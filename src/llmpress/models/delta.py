@@ -100,22 +100,24 @@ def distill_scales(base: nn.Module, finetuned: nn.Module, linear: dict, dense: d
                                   for _, p in scales])
     g = torch.Generator().manual_seed(0)
     losses = []
-    with torch.enable_grad():  # compress() runs under no_grad
-        for _ in tqdm(range(config.distill_steps), desc="BitDelta scale distillation", unit="step",
-                      disable=not progress):
-            batch = calib_ids[torch.randperm(calib_ids.shape[0], generator=g)[:config.distill_batch]]
-            with torch.no_grad():
-                target = finetuned(input_ids=batch, use_cache=False).logits.float()
-            loss = (served(input_ids=batch, use_cache=False).logits.float() - target).pow(2).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss))
+    try:
+        with torch.enable_grad():  # compress() runs under no_grad
+            for _ in tqdm(range(config.distill_steps), desc="BitDelta scale distillation", unit="step",
+                          disable=not progress):
+                batch = calib_ids[torch.randperm(calib_ids.shape[0], generator=g)[:config.distill_batch]]
+                with torch.no_grad():
+                    target = finetuned(input_ids=batch, use_cache=False).logits.float()
+                loss = (served(input_ids=batch, use_cache=False).logits.float() - target).pow(2).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss))
+    finally:
+        for p, flag in trainable.items():
+            p.requires_grad_(flag)
     names = {id(m): n for n, m in served.named_modules()}
     for m, scale in scales:
         linear[names[id(m)]].scale = scale.detach().clone()
-    for p, flag in trainable.items():
-        p.requires_grad_(flag)
     return losses
 
 
@@ -173,7 +175,8 @@ def served_bytes(served: nn.Module, base: nn.Module) -> int:
     csr = 0
     for m in served.modules():
         if isinstance(m, DeltaLinear) and m._csr is not None:
-            csr += sum(t.untyped_storage().nbytes() for t in (m._csr.crow_indices(), m._csr.col_indices(), m._csr.values()))
+            parts = (m._csr.crow_indices(), m._csr.col_indices(), m._csr.values())
+            csr += sum(t.untyped_storage().nbytes() for t in parts)
     return sum(own.values()) + csr
 
 
