@@ -167,7 +167,8 @@ def _delta_compress(args) -> int:
     common = {"ratio": args.ratio, "bits": bits}  # None = the method's default
     groups = tuple(int(g) for g in _names(args.group_sizes)) or None
     settings = {"deltadq": {**common, "parts_bits": args.parts_bits, "seed": args.seed, "group_sizes": groups},
-                "dare": {**common, "seed": args.seed}, "magnitude": common, "bitdelta": {"distill_steps": args.distill_steps}}.get(args.method, common)
+                "dare": {**common, "seed": args.seed}, "magnitude": common,
+                "bitdelta": {"distill_steps": args.distill_steps}}.get(args.method, common)
     r = api.delta_compress(args.base, args.finetuned, method=args.method, out=args.out, overwrite=args.overwrite,
                            calibration=None if args.calibration == "none" else args.calibration, **settings)
     _print_accounting(r.accounting)
