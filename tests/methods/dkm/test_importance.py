@@ -134,3 +134,18 @@ def test_table_path_saves_only_the_importance_vector():
 def test_bad_importance_names_the_module(importance, message):
     with pytest.raises(ConfigError, match=f"mlp.down_proj: {message}"):
         cluster(torch.randn(4, 8), DKMConfig(n_bits=2), name="mlp.down_proj", importance=importance)
+
+
+def test_weighting_saves_no_more_for_backward_than_plain_dkm():
+    # the weights enter the update through the points and a matrix-vector product, not as a
+    # weighted copy of the [G, P, K] attention that autograd would keep
+    w = sixteen_bit_weight((96, 64)).requires_grad_(True)
+    imp = column_importance(64)
+    config = DKMConfig(n_bits=3, group_size=1, max_iter=1, memory="naive")
+    saved = []
+    for importance in (None, imp):
+        with SavedTensorMeter() as meter:
+            cluster(w, config, importance=importance)
+        saved.append(meter.stats.distinct_bytes)
+    # at most the per-point weights (and their product with the points): far below a second attention
+    assert saved[1] <= saved[0] + 2 * 96 * 64 * 4 < saved[0] + 96 * 64 * 8 * 4

@@ -28,9 +28,11 @@ def update(a: torch.Tensor, x: torch.Tensor, c: torch.Tensor, counts: torch.Tens
     of becoming 0/0. ``probe`` adds zero tensors (num [G, K, d], den [G, K]) whose gradients are
     the gradients w.r.t. the sums; see :mod:`llmpress.methods.dkm.values`. Returns [G, K, d].
     """
-    w = a if counts is None else a * counts.unsqueeze(-1)
-    num = w.transpose(1, 2) @ x
-    den = w.sum(1)
+    at = a.transpose(1, 2)
+    if counts is None:
+        num, den = at @ x, a.sum(1)
+    else:  # weights applied to the points, not to A: no second [G, V, K] tensor for autograd to keep
+        num, den = at @ (x * counts.unsqueeze(-1)), (at @ counts.unsqueeze(-1)).squeeze(-1)
     if probe is not None:
         num, den = num + probe[0], den + probe[1]
     den = den.unsqueeze(-1)
