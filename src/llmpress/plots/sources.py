@@ -53,6 +53,7 @@ DELTA_SOURCE = "deltadq"
 MEMORY_SOURCE = "dkm_memory"
 SKIPPED: dict[str, str] = {  # stem -> why no figure shows it
     "harness_agreement": "an agreement check between two evaluators (a table in BENCHMARKS.md), not a result to plot",
+    "shiftadd_kernel": "speed and memory of three kernels on one checkpoint (a table in BENCHMARKS.md)",
 }
 MEMORY_SHAPE = "4096x4096"  # the one shape every eDKM method was measured on, not scaled to
 
@@ -121,11 +122,14 @@ def delta_series(data: dict) -> tuple[dict[str, float], dict[str, list[tuple[flo
     exact match) pairs sorted by ratio."""
     refs, series = {}, {}
     for name, row in data["rows"].items():
+        if "exact_match" not in row:  # a row the benchmark has not reached yet
+            continue
         em = row["exact_match"]["exact_match"]
         if row.get("method") == "none":
             refs[name] = em
         elif "accounting" in row:
-            series.setdefault(row["method"], []).append((row["accounting"]["tensor_ratio"], em))
+            # one series per label without its ratio: "dare 32x" -> "dare", "bitdelta distilled" stays
+            series.setdefault(re.sub(r" \d+x$", "", name), []).append((row["accounting"]["tensor_ratio"], em))
     return refs, {m: sorted(v) for m, v in series.items()}
 
 
