@@ -3,16 +3,19 @@
     python benchmarks/shiftadd_kernel.py                 # writes benchmarks/results/shiftadd_kernel.json
     python benchmarks/shiftadd_kernel.py --render        # prints the BENCHMARKS.md table from that JSON
 
-One ShiftAdd checkpoint (acc 3-bit, the quick calibration profile; made by benchmarks/shiftadd.py,
-or compressed here when its work directory is missing) runs three ways, each in a fresh process:
+Two ShiftAdd checkpoints of benchmarks/shiftadd.py (3-bit, quick calibration profile; compressed
+here when its work directory is missing): ``lat`` (scales per 8-column block, the kernel-friendly
+layout: one table per token serves every plane) and ``acc`` (scales per column: a table per plane
+and row block). Each runs with every kernel, each in a fresh process, against the fp32 model:
 - ``fp32``: the uncompressed default model (the reference);
-- ``dense``: ShiftAddLinear decoding its weight once and multiplying by it (llmpress's default);
-- ``native``: the compiled look-up-table kernel, reading the packed bit-planes on every call;
-- ``lut``: the same look-up product in plain torch (the readable reference), decoding only.
+- ``dense``: ShiftAddLinear decoding its weight once and keeping it (llmpress's default);
+- ``native``: the compiled look-up-table kernel on the packed bit-planes (for 16 tokens or more
+  per call, a weight decoded for that call only);
+- ``lut``: the same look-up product in plain torch (the readable reference; decoding only).
 Measured per row: greedy decoding of ``--new-tokens`` tokens after a short prompt, batch 1, with
 the KV cache (ms per token), one prefill forward of ``--prefill`` tokens (ms), the process's
-peak resident memory, and the bytes the linear layers hold (parameters, buffers, decoded copies).
-The three ShiftAdd rows must produce the same greedy tokens (checked and recorded).
+peak resident memory, and the bytes the decoder's linear layers hold (parameters, buffers,
+decoded copies). Every kernel of one checkpoint must produce the same greedy tokens (checked).
 """
 
 from __future__ import annotations
@@ -30,11 +33,14 @@ import torch
 from llmpress import api
 
 RESULTS = Path(__file__).parent / "results" / "shiftadd_kernel.json"
-WORK = Path("/tmp/llmpress-shiftadd-bench/shiftadd_acc_3-bit")
-SETTINGS = {"method": "shiftadd", "bits": 3, "mode": "acc", "row_group": 192, "terms": 2,
-            "calib_samples": 32, "calib_seqlen": 512, "calib_seed": 0}
+WORK = Path("/tmp/llmpress-shiftadd-bench")
+CALIB = {"calib_samples": 32, "calib_seqlen": 512, "calib_seed": 0}
+CHECKPOINTS = {  # mode -> (work directory name, settings): the rows of benchmarks/shiftadd.py
+    "lat": ("shiftadd_lat_3-bit", {"bits": 3, "mode": "lat", "row_group": 32, "terms": 2}),
+    "acc": ("shiftadd_acc_3-bit", {"bits": 3, "mode": "acc", "row_group": 192, "terms": 2}),
+}
 PROMPT = "The history of the city begins"
-ROWS = ("fp32", "dense", "native", "lut")
+ROWS = [("fp32", None), ("dense", "lat"), ("native", "lat"), ("lut", "lat"), ("dense", "acc"), ("native", "acc")]
 
 
 def linear_bytes(model: torch.nn.Module) -> int:
@@ -52,11 +58,11 @@ def linear_bytes(model: torch.nn.Module) -> int:
     return total
 
 
-def run_row(kind: str, checkpoint: Path, new_tokens: int, prefill: int, threads: int) -> dict:
+def run_row(kind: str, checkpoint: Path | None, new_tokens: int, prefill: int, threads: int) -> dict:
     from llmpress.nn.shiftadd_linear import set_kernel
 
     torch.set_num_threads(threads)
-    loaded = api.load("default" if kind == "fp32" else checkpoint)
+    loaded = api.load("default" if checkpoint is None else checkpoint)
     model, tok = loaded.model.eval(), loaded.tokenizer
     if kind != "fp32":
         set_kernel(model, kind)
@@ -83,11 +89,12 @@ def run_row(kind: str, checkpoint: Path, new_tokens: int, prefill: int, threads:
 
 
 def markdown(data: dict) -> str:
-    lines = ["| kernel | linear layers in memory (MB) | peak RSS (MB) | decode ms/token | prefill ms "
-             f"({data['prefill']} tokens) |", "|---|---|---|---|---|"]
+    lines = ["| model | kernel | linear layers in memory (MB) | peak RSS (MB) | decode ms/token | prefill ms "
+             f"({data['prefill']} tokens) |", "|---|---|---|---|---|---|"]
     for r in data["rows"]:
         prefill = f"{r['prefill_ms']:.0f}" if r["prefill_ms"] is not None else "-"
-        lines.append(f"| {r['row']} | {r['linear_bytes'] / 1e6:.1f} | {r['peak_rss_mb']:.0f} | "
+        model = f"shiftadd {r['mode']} 3-bit" if r.get("mode") else "fp32"
+        lines.append(f"| {model} | {r['row']} | {r['linear_bytes'] / 1e6:.1f} | {r['peak_rss_mb']:.0f} | "
                      f"{r['ms_per_token']:.1f} | {prefill} |")
     return "\n".join(lines)
 
@@ -95,39 +102,44 @@ def markdown(data: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(RESULTS))
-    ap.add_argument("--checkpoint", default=str(WORK))
+    ap.add_argument("--work", default=str(WORK), help="where benchmarks/shiftadd.py left its checkpoints")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--prefill", type=int, default=512)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--render", action="store_true")
     ap.add_argument("--row", help=argparse.SUPPRESS)  # internal: one row in this process
+    ap.add_argument("--checkpoint", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    out, checkpoint = Path(args.out), Path(args.checkpoint)
+    out, work = Path(args.out), Path(args.work)
     if args.render:
         print(markdown(json.loads(out.read_text())))
         return
     if args.row:
-        print(json.dumps(run_row(args.row, checkpoint, args.new_tokens, args.prefill, args.threads)))
+        ckpt = Path(args.checkpoint) if args.checkpoint else None
+        print(json.dumps(run_row(args.row, ckpt, args.new_tokens, args.prefill, args.threads)))
         return
-    if not (checkpoint / "llmpress.json").is_file():
-        settings = dict(SETTINGS)
-        api.compress("default", settings.pop("method"), out=checkpoint, overwrite=True, **settings)
+    for name, settings in CHECKPOINTS.values():
+        if not (work / name / "llmpress.json").is_file():
+            api.compress("default", "shiftadd", out=work / name, overwrite=True, **CALIB, **settings)
     rows = []
-    for kind in ROWS:
-        cmd = [sys.executable, __file__, "--row", kind, "--checkpoint", str(checkpoint), "--new-tokens",
-               str(args.new_tokens), "--prefill", str(args.prefill), "--threads", str(args.threads)]
+    for kind, mode in ROWS:
+        cmd = [sys.executable, __file__, "--row", kind, "--new-tokens", str(args.new_tokens),
+               "--prefill", str(args.prefill), "--threads", str(args.threads)]
+        if mode:
+            cmd += ["--checkpoint", str(work / CHECKPOINTS[mode][0])]
         done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(rows[-1]["row"], {k: v for k, v in rows[-1].items() if k != "tokens"}, flush=True)
-    same = all(r["tokens"] == rows[1]["tokens"] for r in rows[1:])
+        rows.append({**json.loads(done.stdout.strip().splitlines()[-1]), "mode": mode})
+        print(kind, mode, {k: v for k, v in rows[-1].items() if k != "tokens"}, flush=True)
+    same = {mode: all(r["tokens"] == next(x for x in rows if x["mode"] == mode)["tokens"]
+                      for r in rows if r["mode"] == mode) for mode in CHECKPOINTS}
     data = {"benchmark": "shiftadd_kernel", "command": "python " + " ".join(sys.argv), "machine": api.machine(),
-            "checkpoint": str(checkpoint), "settings": SETTINGS, "prompt": PROMPT, "prefill": args.prefill,
-            "same_tokens_across_shiftadd_kernels": same, "rows": rows,
+            "checkpoints": {m: {"path": str(work / n), "settings": {**s, **CALIB}} for m, (n, s) in CHECKPOINTS.items()},
+            "prompt": PROMPT, "prefill": args.prefill, "same_tokens_across_kernels": same, "rows": rows,
             "notes": "each row ran in a fresh process; linear_bytes counts the decoder linears' parameters, "
                      "buffers and decoded weight copies (the tied lm_head is left out)"}
     api.write_json(out, data)
     print(markdown(data))
-    print("same greedy tokens from every ShiftAdd kernel:", same)
+    print("same greedy tokens from every kernel of a checkpoint:", same)
 
 
 if __name__ == "__main__":

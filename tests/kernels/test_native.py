@@ -63,3 +63,14 @@ def test_native_refuses_column_groups_that_straddle_bytes():
     w = random_bcq(BCQSpec((4, 24), 2, 1, 12))
     with pytest.raises(ConfigError, match="divides 8 or is a multiple of 8"):
         native.bcq_lut_matmul_native(torch.randn(2, 24), w)
+
+
+@needs_compiler
+@pytest.mark.parametrize("spec", [BCQSpec((24, 64), 3, 8, 8, 2), BCQSpec((24, 64), 3, 8, 1, 2), BCQSpec((16, 48), 2, 4, 2, 1)])
+def test_native_dequantize_and_long_inputs(spec):
+    w = random_bcq(spec)
+    assert torch.equal(native.bcq_dequantize_native(w), w.dequantize())
+    for tokens in (native.DENSE_FROM_TOKENS - 1, native.DENSE_FROM_TOKENS + 5):  # look-up, then decoded
+        x = torch.randn(tokens, spec.shape[1], generator=torch.Generator().manual_seed(2))
+        ref = x.double() @ w.dequantize(torch.float64).T
+        assert ((native.bcq_matmul_native(x, w).double() - ref).norm() / ref.norm()) < 1e-6

@@ -131,3 +131,25 @@ int lut_matmul_columns(const float *x, int64_t T, int64_t rows, int64_t cols, in
     }
     return failed;
 }
+
+/* W [rows, cols] = sum_i alpha_i * B_i, decoded from the packed planes (for long inputs, where one
+ * dense product beats a table per token; the caller drops W after the product). */
+int bcq_dequantize(const uint8_t *planes, const float *scales, int q, int64_t rows, int64_t cols, int64_t rg,
+                   int64_t cg, float *w, int threads) {
+    const int64_t chunks = cols / 8, cb = cols / cg, rb = rows / rg;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        float *out = w + r * cols;
+        for (int64_t j = 0; j < cols; j++) out[j] = 0.0f;
+        for (int i = 0; i < q; i++) {
+            const uint8_t *p = planes + ((int64_t)i * rows + r) * chunks;
+            const float *s = scales + ((int64_t)i * rb + r / rg) * cb;
+            for (int64_t c = 0; c < chunks; c++)
+                for (int k = 0; k < 8; k++) {
+                    const int64_t j = 8 * c + k;
+                    out[j] += (p[c] >> k & 1) ? s[j / cg] : -s[j / cg];
+                }
+        }
+    }
+    return 0;
+}

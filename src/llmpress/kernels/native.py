@@ -1,5 +1,8 @@
 """The look-up-table product of :mod:`.lut_matmul` as native code, run from the packed bit-planes.
 
+:func:`bcq_matmul_native` is what ``ShiftAddLinear(kernel="native")`` calls: look-up tables for
+a few tokens (decoding), a weight decoded for the one call for many (prefill).
+
 ``lut_native.c`` is compiled once per machine with the system C compiler (``$CC``, default
 ``cc``; ``-O3 -march=native -fopenmp``) into ``$LLMPRESS_CACHE/kernels/`` and loaded with ctypes,
 so no build step or extra package is needed at install time. The weight stays packed: a layer
@@ -30,6 +33,9 @@ from llmpress.errors import ConfigError, LlmpressError
 from llmpress.formats.bcq import BCQTensor
 
 SOURCE = Path(__file__).with_name("lut_native.c")
+# From this many tokens per call (prefill, scoring) one dense product on a weight decoded for the
+# call beats a table per token: table reads grow with the tokens, the decoding does not.
+DENSE_FROM_TOKENS = 16
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 
 
@@ -74,6 +80,9 @@ def library() -> ctypes.CDLL:
     for name in ("lut_matmul_blocks", "lut_matmul_columns"):
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, ctypes.c_int
+    lib.bcq_dequantize.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
+                                   ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
+    lib.bcq_dequantize.restype = ctypes.c_int
     return lib
 
 
@@ -83,6 +92,18 @@ def available() -> bool:
         return True
     except KernelUnavailable:
         return False
+
+
+def bcq_dequantize_native(weight: BCQTensor, threads: int | None = None) -> torch.Tensor:
+    """``weight.dequantize()`` [rows, cols] float32, decoded by the native library (CPU)."""
+    spec = weight.spec
+    rows, cols = spec.shape
+    planes = weight.planes.contiguous()
+    scales = weight.scales().to(torch.float32).contiguous()
+    w = torch.empty(rows, cols, dtype=torch.float32)
+    library().bcq_dequantize(planes.data_ptr(), scales.data_ptr(), spec.bits, rows, cols, spec.row_group,
+                             spec.col_group, w.data_ptr(), threads or torch.get_num_threads())
+    return w
 
 
 def bcq_lut_matmul_native(x: torch.Tensor, weight: BCQTensor, scales: torch.Tensor | None = None,
@@ -111,3 +132,12 @@ def bcq_lut_matmul_native(x: torch.Tensor, weight: BCQTensor, scales: torch.Tens
     if failed:
         raise MemoryError("the native LUT kernel could not allocate its tables")
     return y
+
+
+def bcq_matmul_native(x: torch.Tensor, weight: BCQTensor, threads: int | None = None) -> torch.Tensor:
+    """x [T, in] -> x W^T, holding no dense weight between calls: the look-up kernel for short
+    inputs (decoding), and for ``T >= DENSE_FROM_TOKENS`` a dense product on W decoded for this
+    call only (one layer's float32 weight at a time)."""
+    if x.shape[0] >= DENSE_FROM_TOKENS:
+        return x.to(torch.float32) @ bcq_dequantize_native(weight, threads).T
+    return bcq_lut_matmul_native(x, weight, threads=threads)

@@ -44,9 +44,9 @@ class ShiftAddLinear(CompressedLinear):
             return super().forward(x)
         flat = x.reshape(-1, self.in_features).to(torch.float32)
         if self._kernel == "native":
-            from llmpress.kernels.native import bcq_lut_matmul_native
+            from llmpress.kernels.native import bcq_matmul_native
 
-            y = bcq_lut_matmul_native(flat, self.packed())
+            y = bcq_matmul_native(flat, self.packed())
         else:
             y = bcq_lut_matmul(flat, self.packed())
         y = y.reshape(*x.shape[:-1], self.out_features)
