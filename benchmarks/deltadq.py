@@ -165,7 +165,7 @@ def main() -> None:
             lm = api.LoadedModel(model, base.tokenizer, label)
         if "exact_match" not in row:
             row["exact_match"] = exact_match(lm.model, lm.tokenizer, held)
-            print(label, row["exact_match"], flush=True)
+            print(label, {k: v for k, v in row["exact_match"].items() if k != "correct"}, flush=True)
             save(out, data)
         if "answer_loss" not in row:
             row["answer_loss"] = answer_loss(lm.model, lm.tokenizer, held)
