@@ -130,8 +130,10 @@ def ppl_cell(row: dict, key: str) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| method | bits/weight (linears) | size MB | ppl quick | ppl full | social_iqa acc / acc_norm "
-             "| fine-tuning cost |", "|---|---|---|---|---|---|---|"]
+    tasks = any("social_iqa" in r.get("tasks", {}) for r in rows)  # the column only once something fills it
+    lines = ["| method | bits/weight (linears) | size MB | ppl quick | ppl full | "
+             + ("social_iqa acc / acc_norm | " if tasks else "") + "fine-tuning cost |",
+             "|---|---|---|---|---|---|" + ("---|" if tasks else "")]
     order = {label: i for i, (label, _, _) in enumerate(ROWS)}
     for r in sorted(rows, key=lambda r: order.get(r["method"], len(order))):
         cost = "-"
@@ -141,7 +143,7 @@ def markdown(rows: list[dict]) -> str:
         task = r.get("tasks", {}).get("social_iqa")
         acc = f"{task['acc']:.3f} / {task['acc_norm']:.3f} ({task['examples']})" if task else "-"
         lines.append(f"| {r['method']} | {r['bits_per_weight']:.3f} | {r['size_mb']:.1f} | {ppl_cell(r, 'ppl_quick')} | "
-                     f"{ppl_cell(r, 'ppl_full')} | {acc} | {cost} |")
+                     f"{ppl_cell(r, 'ppl_full')} | " + (f"{acc} | " if tasks else "") + f"{cost} |")
     return "\n".join(lines)
 
 
