@@ -84,9 +84,10 @@ def delta_accuracy(refs: dict[str, float], series: dict[str, list[tuple[float, f
             ax.axhline(em, color=("gray", "black")[i % 2], linestyle=("--", ":")[i % 2], label=f"{name} ({em:.3f})")
         ax.set_xscale("log", base=2)
         ratios = [x for pts in series.values() for x, _ in pts]
-        # Rounded: exact ratios fall just under their nominal power of two (7.98x for 8x).
-        ticks = [2 ** k for k in range(round(math.log2(min(ratios))), round(math.log2(max(ratios))) + 1)]
-        ax.set_xticks(ticks, labels=[f"{t}x" for t in ticks])
+        if ratios:  # a results file still being written may hold only the base and fine-tune rows
+            # Rounded: exact ratios fall just under their nominal power of two (7.98x for 8x).
+            ticks = [2 ** k for k in range(round(math.log2(min(ratios))), round(math.log2(max(ratios))) + 1)]
+            ax.set_xticks(ticks, labels=[f"{t}x" for t in ticks])
         ax.set_xlabel("compression ratio of the delta vs fp16 (exact, tensor bytes; log2)")
         ax.set_ylabel("exact match, held-out arithmetic")
         ax.set_title("Delta compression: accuracy vs compression ratio")
