@@ -22,10 +22,14 @@ def test_every_source_folder_is_a_package_the_build_finds():
 
 
 def test_no_data_files_that_the_wheel_would_leave_behind():
-    # pyproject declares no package data: a non-Python file under src/llmpress would be missing after install.
+    # A non-Python file under src/llmpress is installed only if pyproject's package-data names it.
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"].get("package-data", {})
+    shipped = {f for package, globs in declared.items() for g in globs
+               for f in (SRC / package.replace(".", "/")).glob(g)}
     stray = [p for p in (SRC / "llmpress").rglob("*")
-             if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+             if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts and p not in shipped]
     assert stray == []
+    assert SRC / "llmpress" / "kernels" / "lut_native.c" in shipped  # the native kernel's source
 
 
 def test_version_is_defined_once_and_read_by_the_build_and_the_cli():
