@@ -101,7 +101,10 @@ def main() -> None:
     args = ap.parse_args()
     out, work = Path(args.out), Path(args.work)
     if args.render:
-        print(markdown([r for r in json.loads(out.read_text())["rows"] if current(r)]))
+        data = json.loads(out.read_text())
+        print(markdown([r for r in data["rows"] if current(r)]))
+        for task, r in data.get("fp32_tasks", {}).items():
+            print(f"\nfp32 on the same {r['examples']} {task} examples: acc {r['acc']:.3f}, acc_norm {r['acc_norm']:.3f}")
         return
     data = json.loads(out.read_text()) if out.exists() else {"rows": []}
     stale = [r for r in data["rows"] if not current(r)]
@@ -140,6 +143,12 @@ def main() -> None:
         del r
     full = {x for x in args.full.split(",") if x}
     tasks = [x for x in args.tasks.split(",") if x]
+    for task in tasks:  # the uncompressed model on the same examples, the reference for the rows
+        ref = data.setdefault("fp32_tasks", {})
+        if task not in ref or ref[task]["examples"] != (args.limit or ref[task]["examples"]):
+            ref[task] = api.evaluate(base, ppl=False, tasks=[task], limit=args.limit, progress=False)["tasks"][task]
+            print("fp32", task, ref[task], flush=True)
+            api.write_json(out, data)
     for row in data["rows"]:
         want_full = row["method"] in full and "ppl_full" not in row
         want_tasks = [t for t in tasks if t not in row.get("tasks", {})]
