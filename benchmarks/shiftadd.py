@@ -93,7 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--work", default="/tmp/llmpress-shiftadd-bench", help="where the checkpoints go")
-    ap.add_argument("--only", default="", help="comma-separated row labels to compress (default: all)")
+    ap.add_argument("--only", default="", help="comma-separated row labels to compress and evaluate (default: all)")
     ap.add_argument("--full", default="", help="comma-separated row labels that also get the full profile")
     ap.add_argument("--tasks", default="", help="zero-shot tasks for every row with a checkpoint, e.g. social_iqa")
     ap.add_argument("--limit", type=int, help="first N examples of each task")
@@ -150,6 +150,8 @@ def main() -> None:
             print("fp32", task, ref[task], flush=True)
             api.write_json(out, data)
     for row in data["rows"]:
+        if only and row["method"] not in only:
+            continue
         want_full = row["method"] in full and "ppl_full" not in row
         want_tasks = [t for t in tasks if t not in row.get("tasks", {})]
         if not (want_full or want_tasks):
