@@ -44,6 +44,11 @@ DELTADQ = {"bits": (1, 2, 4), "group_sizes": (16, 64, 256), "parts_bits": 1, "se
 CALIBRATION = {"data": "arithmetic", "n": 16, "seqlen": 256}
 MAX_NEW_TOKENS = 8
 FINETUNE_SEQ_LEN = 32  # the fine-tune's --seq-len: answer losses are scored on the examples as it saw them
+# Revisions of the uniform grid that k-bit delta values are coded on (DeltaDQ, magnitude rows):
+# 1: clip from fixed fractions of max|v|, at least 0.2 max|v|: far too wide for 1-2 bit codes of
+#    heavy-tailed deltas (session 15). 2: clip searched relative to the RMS, then refined.
+QUANTIZER_REVISION = 2
+GRID_METHODS = ("deltadq", "magnitude")
 
 
 def rows_plan(ratios) -> list[tuple[str, str, dict]]:
@@ -59,6 +64,18 @@ def load_results(path: Path, ratios) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
     return {"benchmark": "deltadq", "rows": {}, "balance": None}
+
+
+def current(row: dict) -> bool:
+    return row["method"] not in GRID_METHODS or row.get("revision") == QUANTIZER_REVISION
+
+
+def retire_stale_rows(data: dict) -> None:
+    """Rows made by an older grid move to ``superseded`` (kept for comparison) and are measured again."""
+    for label, row in list(data["rows"].items()):
+        if not current(row):
+            data.setdefault("superseded", []).append({"label": label, "revision": row.get("revision", 1), **row})
+            del data["rows"][label]
 
 
 def save(path: Path, data: dict) -> None:
@@ -119,6 +136,7 @@ def main() -> None:
         # another fine-tune (e.g. retrained on a new machine) or another evaluation set: measure afresh
         print("results were measured on another fine-tune or example count; starting a new results file")
         data = {"benchmark": "deltadq", "rows": {}, "balance": None}
+    retire_stale_rows(data)
     data["finetune_sha256"] = ft_hash
     data.update(command="python " + " ".join(sys.argv), machine=api.machine(),
                 finetune=str(cache_dir() / FINETUNE), deltadq_settings=DELTADQ, calibration=CALIBRATION,
@@ -144,6 +162,8 @@ def main() -> None:
         if method not in methods:
             continue
         row = data["rows"].setdefault(label, {"method": method, "settings": settings})
+        if method in GRID_METHODS:
+            row["revision"] = QUANTIZER_REVISION
         want_ppl = not args.skip_ppl and label.startswith(ppl_rows)
         if "exact_match" in row and "answer_loss" in row and (not want_ppl or "ppl_quick" in row):
             continue
@@ -151,7 +171,7 @@ def main() -> None:
             lm = base if label == "base" else ft
         else:
             # Deltas are kept in the cache, so a second pass (perplexity) reloads instead of recompressing.
-            where = cache_dir("bench-deltadq") / label.replace(" ", "-")
+            where = cache_dir("bench-deltadq") / f"r{QUANTIZER_REVISION}" / label.replace(" ", "-")
             wanted = json.loads(json.dumps(config_for(method, settings).to_dict()))
             if not (where / deltastore.MANIFEST).is_file() or deltastore.read_manifest(where)["config"] != wanted:
                 t = time.time()

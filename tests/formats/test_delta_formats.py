@@ -48,6 +48,31 @@ def test_uniform_grid_error_is_at_most_half_a_step_inside_the_clip():
         2 * v.abs().max().item() / 15) - v) ** 2).mean() + 1e-9  # the clip search never loses to no clip
 
 
+def _scan_best_error(v: torch.Tensor, bits: int) -> float:
+    levels, amax = (1 << bits) - 1, float(v.abs().max())
+    errs = []
+    for clip in torch.linspace(0.002, 1.0, 500).tolist():
+        lo, step = -clip * amax, 2 * clip * amax / levels
+        errs.append(float(((separate_codes.decode(separate_codes.encode(v, bits, lo, step), lo, step) - v) ** 2).sum()))
+    return min(errs)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_uniform_grid_matches_a_dense_clip_scan_on_heavy_tailed_values(bits):
+    # Fine-tuning deltas are heavy-tailed: the best 1-2 bit clip lies far below max|v|.
+    torch.manual_seed(bits)
+    v = torch.distributions.StudentT(3.0).sample((50_000,))
+    lo, step = separate_codes.uniform_grid(v, bits)
+    err = float(((separate_codes.decode(separate_codes.encode(v, bits, lo, step), lo, step) - v) ** 2).sum())
+    assert err <= 1.01 * _scan_best_error(v, bits)
+
+
+def test_one_bit_grid_is_plus_minus_mean_magnitude():
+    v = torch.distributions.Laplace(0.0, 1.0).sample((20_000,))
+    lo, step = separate_codes.uniform_grid(v, 1)
+    assert lo + step == pytest.approx(-lo) and -lo == pytest.approx(float(v.abs().mean()), rel=1e-4)
+
+
 def test_wide_indices_round_trip():
     v = torch.randint(0, 1536, (333,), generator=torch.Generator().manual_seed(0))
     assert torch.equal(unpack_wide(pack_wide(v, 11), 11, 333), v)

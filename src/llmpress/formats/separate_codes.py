@@ -2,8 +2,9 @@
 
 Uniform codes: value v -> code c = clamp(round((v - lo) / step), 0, 2^k - 1), v ~= lo + c * step,
 with one (lo, step) pair per matrix. ``lo = -clip`` and ``step = 2 clip / (2^k - 1)``, where the
-clip is chosen from a fixed list of fractions of max|v| by least squared error: the kept deltas
-are bell-shaped and a few outliers would otherwise waste most levels at 2-4 bits.
+clip minimises the squared error: fine-tuning deltas are heavy-tailed, so at 1-2 bits the best
+clip is a small multiple of their RMS and far below max|v| (at 1 bit it is mean|v|; a clip at a
+fifth of max|v| had 40x the error on Student-t values). See :func:`uniform_grid`.
 
 Separate quantization (Jiang et al. 2024, DeltaDQ): the k-bit codes are split into m = 2^s parts
 by their top s bits; each part stores only the low k - s bits of its members, and which part an
@@ -20,7 +21,10 @@ import torch
 from llmpress.errors import ConfigError
 from llmpress.formats import bitpack
 
-CLIP_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
+# Clip candidates as multiples of the values' RMS: 0.25 to 64 in steps of 2^(1/3), wide enough for
+# 1-bit codes (best near 0.6-0.8 RMS) and 8-bit codes of heavy-tailed values (best near max|v|).
+CLIP_LADDER = tuple(0.25 * 2 ** (i / 3) for i in range(25))
+REFINE_STEPS = 3
 
 
 def check_bits(bits: int, parts_bits: int) -> None:
@@ -30,21 +34,38 @@ def check_bits(bits: int, parts_bits: int) -> None:
         raise ConfigError(f"separate quantization splits {bits}-bit codes by 0..{bits} top bits, got {parts_bits!r}")
 
 
+def _sq_error(v: torch.Tensor, levels: int, clip: float) -> float:
+    step = 2 * clip / levels
+    return float(((torch.clamp(torch.round((v + clip) / step), 0, levels) * step - clip - v) ** 2).sum())
+
+
 def uniform_grid(values: torch.Tensor, bits: int) -> tuple[float, float]:
-    """(lo, step) of the symmetric k-bit grid with the least squared error on ``values``."""
-    v = values.to(torch.float32)
+    """(lo, step) of the symmetric k-bit grid with the least squared error on ``values``.
+
+    The best ladder clip (or max|v|) is refined by alternating code assignment with the least
+    squares step for those codes (Lloyd's iteration restricted to symmetric uniform grids), kept
+    only while the error falls.
+    """
+    v = values.to(torch.float32).reshape(-1)
     amax = float(v.abs().max()) if v.numel() else 0.0
     if amax == 0.0:
         return 0.0, 1.0
     levels = (1 << bits) - 1
-    best = None
-    for frac in CLIP_FRACTIONS:
-        clip = amax * frac
+    rms = float(v.pow(2).mean().sqrt())
+    candidates = [c for c in (rms * m for m in CLIP_LADDER) if c < amax] + [amax]
+    err, clip = min((_sq_error(v, levels, c), c) for c in candidates)
+    for _ in range(REFINE_STEPS):
         step = 2 * clip / levels
-        err = float(((torch.clamp(torch.round((v + clip) / step), 0, levels) * step - clip - v) ** 2).sum())
-        if best is None or err < best[0]:
-            best = (err, -clip, step)
-    return best[1], best[2]
+        u = torch.clamp(torch.round((v + clip) / step), 0, levels) - levels / 2  # centred codes
+        denom = float(u.pow(2).sum())
+        if denom == 0.0:
+            break
+        new_clip = float((v * u).sum()) / denom * levels / 2
+        new_err = _sq_error(v, levels, new_clip) if new_clip > 0 else float("inf")
+        if new_err >= err:
+            break
+        err, clip = new_err, new_clip
+    return -clip, 2 * clip / levels
 
 
 def encode(values: torch.Tensor, bits: int, lo: float, step: float) -> torch.Tensor:
