@@ -234,7 +234,8 @@ def markdown(data: dict) -> str:
                  f"{em:.3f}", _gain(em, base_em, ft_em) if a else "-",
                  f"{r['answer_loss']['nll']:.4f}" if "answer_loss" in r else "-", f"{ppl['ppl']:.2f}" if ppl else "-"]
         lines.append("| " + " | ".join(cells) + " |")
-    parts = ["\n".join(lines), paired_table(rows), choices_table(rows), balance_table(data.get("balance"))]
+    parts = ["\n".join(lines), paired_table(rows), revision_table(data), choices_table(rows),
+             balance_table(data.get("balance"))]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -253,6 +254,23 @@ def paired_table(rows: dict) -> str:
         nll = lambda row: f"{row['answer_loss']['nll']:.4f}" if "answer_loss" in row else "-"  # noqa: E731
         lines.append(f"| {r}x | {a['exact_match']['exact_match']:.3f} | {b['exact_match']['exact_match']:.3f} | "
                      f"{wins} | {losses} | {sign_test(wins, losses):.3g} | {nll(a)} | {nll(b)} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def revision_table(data: dict) -> str:
+    """Rows measured again after a grid revision: the old and the new measurement side by side."""
+    lines = ["| row | revision | exact match | answer NLL | mean rel. output error | ppl quick |", "|---|---|---|---|---|---|"]
+    for old in data.get("superseded", []):
+        new = data["rows"].get(old["label"])
+        if not (new and "exact_match" in new):
+            continue
+        for r in (old, new):
+            err = sum(x["rel_error"] for x in r["layers"]) / len(r["layers"]) if r.get("layers") else None
+            cells = [old["label"], str(r.get("revision", 1)), f"{r['exact_match']['exact_match']:.3f}",
+                     f"{r['answer_loss']['nll']:.4f}" if "answer_loss" in r else "-",
+                     f"{err:.3f}" if err is not None else "-",
+                     f"{r['ppl_quick']['ppl']:.2f}" if "ppl_quick" in r else "-"]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
