@@ -35,20 +35,43 @@ static void build_tables(const float *x, int64_t chunks, float *t) {
     }
 }
 
+/* Sum of the table entries that the bytes p[c0..c1) select. Four running sums instead of one:
+ * a single sum makes every add wait for the previous one (float adds are not reassociated), and
+ * that latency, not the loads, bounded the look-ups. */
+static inline float gather_sum(const float *t, const uint8_t *p, int64_t c0, int64_t c1) {
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+    int64_t c = c0;
+    for (; c + 4 <= c1; c += 4) {
+        a0 += t[256 * c + p[c]];
+        a1 += t[256 * (c + 1) + p[c + 1]];
+        a2 += t[256 * (c + 2) + p[c + 2]];
+        a3 += t[256 * (c + 3) + p[c + 3]];
+    }
+    for (; c < c1; c++) a0 += t[256 * c + p[c]];
+    return (a0 + a1) + (a2 + a3);
+}
+
 /* One output row of one token, scales per block of whole bytes (cg = 8 * per). */
 static float row_blocks(const float *t, const uint8_t *planes, const float *scales, int q, int64_t rows,
                         int64_t chunks, int64_t r, int64_t rg, int64_t per, int64_t cb) {
-    float acc = 0.0f;
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
     for (int i = 0; i < q; i++) {
         const uint8_t *p = planes + ((int64_t)i * rows + r) * chunks;
         const float *s = scales + ((int64_t)i * (rows / rg) + r / rg) * cb;
-        for (int64_t b = 0; b < cb; b++) {
-            float part = 0.0f;
-            for (int64_t c = b * per; c < (b + 1) * per; c++) part += t[256 * c + p[c]];
-            acc += s[b] * part;
+        if (per == 1) {  /* a scale per byte (lat): the same four-way split, over the scaled entries */
+            int64_t c = 0;
+            for (; c + 4 <= chunks; c += 4) {
+                a0 += s[c] * t[256 * c + p[c]];
+                a1 += s[c + 1] * t[256 * (c + 1) + p[c + 1]];
+                a2 += s[c + 2] * t[256 * (c + 2) + p[c + 2]];
+                a3 += s[c + 3] * t[256 * (c + 3) + p[c + 3]];
+            }
+            for (; c < chunks; c++) a0 += s[c] * t[256 * c + p[c]];
+        } else {
+            for (int64_t b = 0; b < cb; b++) a0 += s[b] * gather_sum(t, p, b * per, (b + 1) * per);
         }
     }
-    return acc;
+    return (a0 + a1) + (a2 + a3);
 }
 
 int lut_matmul_blocks(const float *x, int64_t T, int64_t rows, int64_t cols, int q, const uint8_t *planes,
@@ -99,9 +122,7 @@ static void token_columns(const float *x, int64_t rows, int64_t cols, int q, con
         build_tables(xs, chunks, t);
         for (int64_t r = a * rg; r < (a + 1) * rg; r++) {
             const uint8_t *p = planes + ((int64_t)i * rows + r) * chunks;
-            float acc = 0.0f;
-            for (int64_t c = 0; c < chunks; c++) acc += t[256 * c + p[c]];
-            y[r] += acc;
+            y[r] += gather_sum(t, p, 0, chunks);
         }
     }
 }
