@@ -57,6 +57,8 @@ def rows_plan(ratios) -> list[tuple[str, str, dict]]:
     plan += [(f"dare {r}x", "dare", {"ratio": r, "bits": 16, "seed": 0}) for r in ratios]
     plan += [("bitdelta", "bitdelta", {}), ("bitdelta distilled", "bitdelta", {"distill_steps": 50})]
     plan += [(f"magnitude {r}x", "magnitude", {"ratio": r, "bits": 4}) for r in (16, 64)]
+    # the same DeltaDQ codes decoded on grids that do not shrink the delta (separate_codes.unbiased_grid)
+    plan += [(f"deltadq unbiased {r}x", "deltadq", {"ratio": r, **DELTADQ, "unbiased": True}) for r in ratios]
     return plan
 
 

@@ -166,7 +166,8 @@ def _delta_compress(args) -> int:
         bits = bits[0] if len(bits) == 1 else bits  # a list for a single-width method fails validation
     common = {"ratio": args.ratio, "bits": bits}  # None = the method's default
     groups = tuple(int(g) for g in _names(args.group_sizes)) or None
-    settings = {"deltadq": {**common, "parts_bits": args.parts_bits, "seed": args.seed, "group_sizes": groups},
+    settings = {"deltadq": {**common, "parts_bits": args.parts_bits, "seed": args.seed, "group_sizes": groups,
+                            "unbiased": args.unbiased},
                 "dare": {**common, "seed": args.seed}, "magnitude": common,
                 "bitdelta": {"distill_steps": args.distill_steps}}.get(args.method, common)
     r = api.delta_compress(args.base, args.finetuned, method=args.method, out=args.out, overwrite=args.overwrite,
@@ -365,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--distill-steps", type=int, default=0, help="bitdelta: steps of scale distillation on the "
                     "calibration tokens (the fine-tune's logits as target; 0 = scales stay mean |delta|)")
     dc.add_argument("--group-sizes", help="comma-separated candidate group sizes for the search")
+    dc.add_argument("--unbiased", action="store_true", help="deltadq: code kept values on a grid that keeps "
+                    "their full projection (the least-squares grid shrinks the delta)")
     dc.add_argument("--calibration", default="arithmetic", help="arithmetic, wiki-en or none (weight error)")
     dc.add_argument("--seed", type=int, default=0)
     dc.add_argument("--out", help="output delta directory")

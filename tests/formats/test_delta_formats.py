@@ -96,3 +96,18 @@ def test_bitdelta_is_sign_times_mean_abs():
     fmt = sign_delta.quantize(d)
     assert torch.allclose(fmt.dequantize(), torch.sign(d) * d.abs().mean())
     assert fmt.nbytes == -(-9 * 17 // 8) + 4
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3])
+def test_unbiased_grid_keeps_the_projection_at_the_price_of_r_over_1_minus_r(bits):
+    torch.manual_seed(bits)
+    v = torch.distributions.Laplace(0.0, 1.0).sample((20_000,))
+    lo, step = separate_codes.uniform_grid(v, bits)
+    codes = separate_codes.encode(v, bits, lo, step)
+    decoded = {False: separate_codes.decode(codes, lo, step),
+               True: separate_codes.decode(codes, *separate_codes.unbiased_grid(v, codes, lo, step))}
+    energy = float((v * v).sum())
+    assert float((decoded[False] * v).sum()) < 0.95 * energy  # least squares shrinks
+    assert float((decoded[True] * v).sum()) == pytest.approx(energy, rel=1e-4)
+    r = float(((decoded[False] - v) ** 2).sum()) / energy
+    assert float(((decoded[True] - v) ** 2).sum()) / energy == pytest.approx(r / (1 - r), rel=1e-3)

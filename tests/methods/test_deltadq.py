@@ -100,3 +100,22 @@ def test_bad_bitdelta_distillation_settings(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         BitDeltaConfig(**kwargs)
     assert BitDeltaConfig.from_json(BitDeltaConfig(distill_steps=5).to_json()) == BitDeltaConfig(distill_steps=5)
+
+
+def test_unbiased_deltadq_keeps_the_projection_of_the_delta():
+    # The least-squares grid shrinks what it codes (<D^, D> = ||D^||^2 < ||D||^2); the unbiased
+    # one keeps <D^, D> = ||D||^2, with no dropout (keep all at 16x with 1-bit codes) exactly.
+    g = torch.Generator().manual_seed(0)
+    d = torch.distributions.StudentT(3.0).sample((64, 128)) * 0.01
+    shrunk, _ = compress_layer("l", d, "deltadq", DeltaDQConfig(ratio=16, bits=1), None)
+    kept, _ = compress_layer("l", d, "deltadq", DeltaDQConfig(ratio=16, bits=1, unbiased=True), None)
+    energy = float((d * d).sum())
+    assert float((shrunk.dequantize() * d).sum()) < 0.8 * energy
+    assert float((kept.dequantize() * d).sum()) == pytest.approx(energy, rel=1e-4)
+    # with dropout (32x: half the entries at 1 bit) the kept values' projection is what is preserved
+    dropped, _ = compress_layer("l", d, "deltadq", DeltaDQConfig(ratio=32, bits=1, unbiased=True), None)
+    v = dropped.kept_values()
+    row, col = dropped.positions()
+    kept_v = d[row, col] * 2  # rescaled by 1 / (1 - p)
+    assert float((v * kept_v).sum()) == pytest.approx(float((kept_v * kept_v).sum()), rel=1e-4)
+    assert DeltaDQConfig.from_dict(DeltaDQConfig(unbiased=True).to_dict()).unbiased is True

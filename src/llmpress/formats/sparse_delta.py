@@ -160,8 +160,9 @@ class SparseDeltaTensor:
 
 
 def from_kept(shape: tuple[int, int], row: torch.Tensor, col: torch.Tensor, values: torch.Tensor, bits: int,
-              parts_bits: int = 0, mask: str = "group", **mask_params) -> SparseDeltaTensor:
-    """Encode kept ``values`` [n] (canonical order; ``row``/``col`` their positions) into the format."""
+              parts_bits: int = 0, mask: str = "group", unbiased: bool = False, **mask_params) -> SparseDeltaTensor:
+    """Encode kept ``values`` [n] (canonical order; ``row``/``col`` their positions) into the format;
+    ``unbiased``: see :func:`llmpress.formats.separate_codes.unbiased_grid`."""
     n = values.numel()
     spec = SparseDeltaSpec(tuple(shape), mask, n, bits, parts_bits if bits != FLOAT_BITS else 0, **mask_params)
     t: dict[str, torch.Tensor] = {}
@@ -170,6 +171,8 @@ def from_kept(shape: tuple[int, int], row: torch.Tensor, col: torch.Tensor, valu
     else:
         lo, step = separate_codes.uniform_grid(values, bits)
         codes = separate_codes.encode(values, bits, lo, step)
+        if unbiased:  # the same codes, decoded on a stretched grid
+            lo, step = separate_codes.unbiased_grid(values, codes, lo, step)
         t["membership"], t["low"] = separate_codes.pack_split(codes, bits, spec.parts_bits)
         t["grid"] = torch.tensor([lo, step], dtype=torch.float32)
     if mask == "indices":

@@ -39,13 +39,16 @@ class DeltaDQConfig(JsonConfig):
     group, then k-bit uniform codes split into 2^``parts_bits`` parts (fewer parts when k is
     smaller). The group size, and k when ``bits`` lists several, are chosen per layer by output
     error on calibration inputs: every choice stores the same bytes, so the search trades kept
-    entries against bits per entry at a fixed budget."""
+    entries against bits per entry at a fixed budget. ``unbiased``: decode the kept values' codes
+    on a grid stretched to keep their full projection; the least-squares grid shrinks the delta
+    (see :func:`llmpress.formats.separate_codes.unbiased_grid`)."""
 
     ratio: float = 16.0
     bits: int | tuple[int, ...] = 4
     parts_bits: int = 1
     group_sizes: tuple[int, ...] = DEFAULT_GROUP_SIZES
     seed: int = 0
+    unbiased: bool = False
 
     def __post_init__(self):
         self.group_sizes = tuple(self.group_sizes)

@@ -27,7 +27,7 @@ def keep_for(group: int, fraction: float) -> int:
 
 
 def group_dropout(delta: torch.Tensor, group: int, keep: int, seed: int, bits: int,
-                  parts_bits: int = 0) -> SparseDeltaTensor:
+                  parts_bits: int = 0, unbiased: bool = False) -> SparseDeltaTensor:
     """delta [rows, cols] -> sparse format keeping ``keep`` of every ``group`` entries per row."""
     d = delta.detach().to(torch.float32)
     rows, cols = d.shape
@@ -42,4 +42,4 @@ def group_dropout(delta: torch.Tensor, group: int, keep: int, seed: int, bits: i
         scale[col >= full] = last / k_last if k_last else 0.0
     values = d[row, col] * scale
     return from_kept((rows, cols), row.reshape(-1), col.reshape(-1), values.reshape(-1), bits, parts_bits,
-                     mask="group", seed=seed, group=group, keep=keep)
+                     mask="group", unbiased=unbiased, seed=seed, group=group, keep=keep)

@@ -35,7 +35,7 @@ class SearchResult:
 
 
 def search_group_size(delta: torch.Tensor, gram: torch.Tensor | None, fraction: float, candidates: tuple[int, ...],
-                      seed: int, bits: int, parts_bits: int) -> SearchResult:
+                      seed: int, bits: int, parts_bits: int, unbiased: bool = False) -> SearchResult:
     """Compress ``delta`` with every candidate group size that keeps >= 1 entry per group; keep the best."""
     cols = delta.shape[1]
     usable = [g for g in candidates if g <= cols and keep_for(g, fraction) >= 1]
@@ -47,7 +47,7 @@ def search_group_size(delta: torch.Tensor, gram: torch.Tensor | None, fraction: 
                           "ratio or larger group sizes")
     best, errors = None, {}
     for g in usable:
-        fmt = group_dropout(delta, g, keep_for(g, fraction), seed, bits, parts_bits)
+        fmt = group_dropout(delta, g, keep_for(g, fraction), seed, bits, parts_bits, unbiased)
         err = output_error(delta, fmt.dequantize(), gram)
         errors[g] = err
         if best is None or err < errors[best[1]]:

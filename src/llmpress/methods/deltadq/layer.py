@@ -32,7 +32,7 @@ def compress_layer(name: str, delta: torch.Tensor, method: str, config, gram: to
         for k in config.reachable_bits:
             try:
                 r = search_group_size(delta, gram, keep_fraction(config.ratio, k), config.group_sizes,
-                                      layer_seed(config.seed, name), k, min(config.parts_bits, k))
+                                      layer_seed(config.seed, name), k, min(config.parts_bits, k), config.unbiased)
             except ConfigError:
                 if len(config.reachable_bits) == 1:
                     raise
