@@ -244,17 +244,17 @@ def markdown(data: dict) -> str:
 def paired_table(rows: dict) -> str:
     """DeltaDQ against DARE at each ratio on the same questions: the questions only one of the two
     answers correctly, and the exact two-sided sign test (McNemar) on them."""
-    lines = ["| ratio | DeltaDQ exact match | DARE exact match | only DeltaDQ right | only DARE right | p (sign test) | "
-             "DeltaDQ answer NLL | DARE answer NLL |", "|---|---|---|---|---|---|---|---|"]
-    for r in RATIOS:
-        a, b = rows.get(f"deltadq {r}x"), rows.get(f"dare {r}x")
+    lines = ["| DeltaDQ row | exact match | DARE exact match | only DeltaDQ right | only DARE right | p (sign test) | "
+             "answer NLL | DARE answer NLL |", "|---|---|---|---|---|---|---|---|"]
+    for label, r in [(f"{v} {r}x", r) for v in ("deltadq", "deltadq unbiased") for r in RATIOS]:
+        a, b = rows.get(label), rows.get(f"dare {r}x")
         if not (a and b and "correct" in a.get("exact_match", {}) and "correct" in b.get("exact_match", {})):
             continue
         ca, cb = a["exact_match"]["correct"], b["exact_match"]["correct"]
         wins = sum(x > y for x, y in zip(ca, cb))
         losses = sum(x < y for x, y in zip(ca, cb))
         nll = lambda row: f"{row['answer_loss']['nll']:.4f}" if "answer_loss" in row else "-"  # noqa: E731
-        lines.append(f"| {r}x | {a['exact_match']['exact_match']:.3f} | {b['exact_match']['exact_match']:.3f} | "
+        lines.append(f"| {label} | {a['exact_match']['exact_match']:.3f} | {b['exact_match']['exact_match']:.3f} | "
                      f"{wins} | {losses} | {sign_test(wins, losses):.3g} | {nll(a)} | {nll(b)} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
@@ -262,7 +262,9 @@ def paired_table(rows: dict) -> str:
 def revision_table(data: dict) -> str:
     """Rows measured again after a grid revision: the old and the new measurement side by side."""
     lines = ["| row | revision | exact match | answer NLL | mean rel. output error | ppl quick |", "|---|---|---|---|---|---|"]
-    for old in data.get("superseded", []):
+    plan = [label for label, _, _ in rows_plan(RATIOS)]
+    by_plan = lambda r: plan.index(r["label"]) if r["label"] in plan else len(plan)  # noqa: E731
+    for old in sorted(data.get("superseded", []), key=by_plan):
         new = data["rows"].get(old["label"])
         if not (new and "exact_match" in new):
             continue
