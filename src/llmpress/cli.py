@@ -366,8 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--distill-steps", type=int, default=0, help="bitdelta: steps of scale distillation on the "
                     "calibration tokens (the fine-tune's logits as target; 0 = scales stay mean |delta|)")
     dc.add_argument("--group-sizes", help="comma-separated candidate group sizes for the search")
-    dc.add_argument("--unbiased", action="store_true", help="deltadq: code kept values on a grid that keeps "
-                    "their full projection (the least-squares grid shrinks the delta)")
+    dc.add_argument("--unbiased", action=argparse.BooleanOptionalAction, default=None,
+                    help="deltadq: decode kept values on a grid that keeps their full projection (default); "
+                    "--no-unbiased keeps the least-squares grid, which shrinks the delta")
     dc.add_argument("--calibration", default="arithmetic", help="arithmetic, wiki-en or none (weight error)")
     dc.add_argument("--seed", type=int, default=0)
     dc.add_argument("--out", help="output delta directory")

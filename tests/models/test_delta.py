@@ -124,8 +124,9 @@ def test_cli_compress_info_apply(tiny_dir, tiny_tokenizer, fake_cache, tmp_path,
     assert main(["delta", "compress", "--finetuned", str(tmp_path / "ft"), "--base", str(tiny_dir), "--ratio", "2"]) == 2
     assert "cannot be reached" in capsys.readouterr().err
     assert main(["delta", "compress", "--base", str(tiny_dir), "--finetuned", str(tmp_path / "ft"), "--ratio", "16",
-                 "--bits", "2", "--unbiased", "--out", str(tmp_path / "du")]) == 0
-    assert deltastore.read_manifest(tmp_path / "du")["config"]["unbiased"] is True
+                 "--bits", "2", "--no-unbiased", "--out", str(tmp_path / "du")]) == 0
+    assert deltastore.read_manifest(tmp_path / "du")["config"]["unbiased"] is False
+    assert deltastore.read_manifest(out)["config"]["unbiased"] is True  # the default
 
 
 def test_served_bytes_count_only_what_the_delta_adds(pair):

@@ -39,16 +39,18 @@ class DeltaDQConfig(JsonConfig):
     group, then k-bit uniform codes split into 2^``parts_bits`` parts (fewer parts when k is
     smaller). The group size, and k when ``bits`` lists several, are chosen per layer by output
     error on calibration inputs: every choice stores the same bytes, so the search trades kept
-    entries against bits per entry at a fixed budget. ``unbiased``: decode the kept values' codes
-    on a grid stretched to keep their full projection; the least-squares grid shrinks the delta
-    (see :func:`llmpress.formats.separate_codes.unbiased_grid`)."""
+    entries against bits per entry at a fixed budget. ``unbiased`` (default): decode the kept
+    values' codes on a grid stretched to keep their full projection; False keeps the
+    least-squares grid, which shrinks the delta in every layer and so moves the model back toward
+    its base (see :func:`llmpress.formats.separate_codes.unbiased_grid`; BENCHMARKS.md measures
+    both)."""
 
     ratio: float = 16.0
     bits: int | tuple[int, ...] = 4
     parts_bits: int = 1
     group_sizes: tuple[int, ...] = DEFAULT_GROUP_SIZES
     seed: int = 0
-    unbiased: bool = False
+    unbiased: bool = True
 
     def __post_init__(self):
         self.group_sizes = tuple(self.group_sizes)
