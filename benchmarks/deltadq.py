@@ -43,6 +43,7 @@ RATIOS = (8, 16, 32, 64, 128, 256)
 DELTADQ = {"bits": (1, 2, 4), "group_sizes": (16, 64, 256), "parts_bits": 1, "seed": 0}
 CALIBRATION = {"data": "arithmetic", "n": 16, "seqlen": 256}
 MAX_NEW_TOKENS = 8
+SEED_RATIO, SEED_REPEATS = 128, (1, 2)
 FINETUNE_SEQ_LEN = 32  # the fine-tune's --seq-len: answer losses are scored on the examples as it saw them
 # Revisions of the uniform grid that k-bit delta values are coded on (DeltaDQ, magnitude rows):
 # 1: clip from fixed fractions of max|v|, at least 0.2 max|v|: far too wide for 1-2 bit codes of
@@ -60,6 +61,11 @@ def rows_plan(ratios) -> list[tuple[str, str, dict]]:
     plan += [(f"magnitude {r}x", "magnitude", {"ratio": r, "bits": 4}) for r in (16, 64)]
     # the same DeltaDQ codes decoded on grids that do not shrink the delta (separate_codes.unbiased_grid)
     plan += [(f"deltadq unbiased {r}x", "deltadq", {"ratio": r, **DELTADQ, "unbiased": True}) for r in ratios]
+    # one ratio's dropout masks drawn again: how much of a gap between two rows is the draw
+    for seed in SEED_REPEATS:
+        plan += [(f"deltadq unbiased {SEED_RATIO}x (seed {seed})", "deltadq",
+                  {"ratio": SEED_RATIO, **DELTADQ, "unbiased": True, "seed": seed}),
+                 (f"dare {SEED_RATIO}x (seed {seed})", "dare", {"ratio": SEED_RATIO, "bits": 16, "seed": seed})]
     return plan
 
 
@@ -237,7 +243,7 @@ def markdown(data: dict) -> str:
                  f"{em:.3f}", _gain(em, base_em, ft_em) if a else "-",
                  f"{r['answer_loss']['nll']:.4f}" if "answer_loss" in r else "-", f"{ppl['ppl']:.2f}" if ppl else "-"]
         lines.append("| " + " | ".join(cells) + " |")
-    parts = ["\n".join(lines), paired_table(rows), revision_table(data), choices_table(rows),
+    parts = ["\n".join(lines), paired_table(rows), seeds_table(rows), revision_table(data), choices_table(rows),
              balance_table(data.get("balance"))]
     return "\n\n".join(p for p in parts if p)
 
@@ -257,6 +263,22 @@ def paired_table(rows: dict) -> str:
         nll = lambda row: f"{row['answer_loss']['nll']:.4f}" if "answer_loss" in row else "-"  # noqa: E731
         lines.append(f"| {label} | {a['exact_match']['exact_match']:.3f} | {b['exact_match']['exact_match']:.3f} | "
                      f"{wins} | {losses} | {sign_test(wins, losses):.3g} | {nll(a)} | {nll(b)} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def seeds_table(rows: dict) -> str:
+    """Rows repeated with other dropout seeds: exact match and answer NLL per seed, and their mean."""
+    lines = ["| row | seeds | exact match per seed | mean exact match | answer NLL per seed | mean answer NLL |",
+             "|---|---|---|---|---|---|"]
+    for label in [f"deltadq unbiased {SEED_RATIO}x", f"dare {SEED_RATIO}x"]:
+        runs = [rows.get(label)] + [rows.get(f"{label} (seed {s})") for s in SEED_REPEATS]
+        runs = [r for r in runs if r and "exact_match" in r and "answer_loss" in r]
+        if len(runs) < 2:
+            continue
+        em = [r["exact_match"]["exact_match"] for r in runs]
+        nll = [r["answer_loss"]["nll"] for r in runs]
+        lines.append(f"| {label} | {len(runs)} | {', '.join(f'{x:.3f}' for x in em)} | {sum(em) / len(em):.3f} | "
+                     f"{', '.join(f'{x:.4f}' for x in nll)} | {sum(nll) / len(nll):.4f} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 

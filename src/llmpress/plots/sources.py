@@ -122,7 +122,7 @@ def delta_series(data: dict) -> tuple[dict[str, float], dict[str, list[tuple[flo
     exact match) pairs sorted by ratio."""
     refs, series = {}, {}
     for name, row in data["rows"].items():
-        if "exact_match" not in row:  # a row the benchmark has not reached yet
+        if "exact_match" not in row or "(seed" in name:  # not reached yet, or a repeat of a plotted row
             continue
         em = row["exact_match"]["exact_match"]
         if row.get("method") == "none":
