@@ -34,9 +34,13 @@ def check_bits(bits: int, parts_bits: int) -> None:
         raise ConfigError(f"separate quantization splits {bits}-bit codes by 0..{bits} top bits, got {parts_bits!r}")
 
 
+def _codes(v: torch.Tensor, levels: int, clip: float) -> torch.Tensor:
+    """Float codes 0..levels of ``v`` on the symmetric grid with this clip (what :func:`encode` gives)."""
+    return torch.clamp(torch.round((v + clip) / (2 * clip / levels)), 0, levels)
+
+
 def _sq_error(v: torch.Tensor, levels: int, clip: float) -> float:
-    step = 2 * clip / levels
-    return float(((torch.clamp(torch.round((v + clip) / step), 0, levels) * step - clip - v) ** 2).sum())
+    return float(((_codes(v, levels, clip) * (2 * clip / levels) - clip - v) ** 2).sum())
 
 
 def uniform_grid(values: torch.Tensor, bits: int) -> tuple[float, float]:
@@ -55,8 +59,7 @@ def uniform_grid(values: torch.Tensor, bits: int) -> tuple[float, float]:
     candidates = [c for c in (rms * m for m in CLIP_LADDER) if c < amax] + [amax]
     err, clip = min((_sq_error(v, levels, c), c) for c in candidates)
     for _ in range(REFINE_STEPS):
-        step = 2 * clip / levels
-        u = torch.clamp(torch.round((v + clip) / step), 0, levels) - levels / 2  # centred codes
+        u = _codes(v, levels, clip) - levels / 2  # centred codes
         denom = float(u.pow(2).sum())
         if denom == 0.0:
             break
