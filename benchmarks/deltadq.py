@@ -37,6 +37,8 @@ from llmpress.train import TrainConfig
 from llmpress.train.examples import encode
 from llmpress.train.loop import held_out_loss
 
+import revisions  # benchmarks/revisions.py (a script directory: its own modules import by name)
+
 RESULTS = Path(__file__).parent / "results" / "deltadq.json"
 FINETUNE = "finetunes/smollm2-arithmetic-full"
 RATIOS = (8, 16, 32, 64, 128, 256)
@@ -77,14 +79,6 @@ def load_results(path: Path, ratios) -> dict:
 
 def current(row: dict) -> bool:
     return row["method"] not in GRID_METHODS or row.get("revision") == QUANTIZER_REVISION
-
-
-def retire_stale_rows(data: dict) -> None:
-    """Rows made by an older grid move to ``superseded`` (kept for comparison) and are measured again."""
-    for label, row in list(data["rows"].items()):
-        if not current(row):
-            data.setdefault("superseded", []).append({"label": label, "revision": row.get("revision", 1), **row})
-            del data["rows"][label]
 
 
 def save(path: Path, data: dict) -> None:
@@ -145,7 +139,7 @@ def main() -> None:
         # another fine-tune (e.g. retrained on a new machine) or another evaluation set: measure afresh
         print("results were measured on another fine-tune or example count; starting a new results file")
         data = {"benchmark": "deltadq", "rows": {}, "balance": None}
-    retire_stale_rows(data)
+    revisions.retire(data, current)  # rows of an older grid are measured again
     data["finetune_sha256"] = ft_hash
     data.update(command="python " + " ".join(sys.argv), machine=api.machine(),
                 finetune=str(cache_dir() / FINETUNE), deltadq_settings=DELTADQ, calibration=CALIBRATION,

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from llmpress import api
 
+import revisions  # benchmarks/revisions.py (a script directory: its own modules import by name)
+
 RESULTS = Path(__file__).parent / "results" / "shiftadd.json"
 SEQLEN, QUICK = 2048, 32
 CALIB = {"calib_samples": 32, "calib_seqlen": 512, "calib_seed": 0}
@@ -107,9 +109,7 @@ def main() -> None:
             print(f"\nfp32 on the same {r['examples']} {task} examples: acc {r['acc']:.3f}, acc_norm {r['acc_norm']:.3f}")
         return
     data = json.loads(out.read_text()) if out.exists() else {"rows": []}
-    stale = [r for r in data["rows"] if not current(r)]
-    data["superseded"] = data.get("superseded", []) + [{**r, "revision": r.get("revision", 1)} for r in stale]
-    data["rows"] = [r for r in data["rows"] if current(r)]
+    revisions.retire(data, current)  # rows of an older quantizer are measured again
     data.update({"benchmark": "shiftadd", "model": "default (SmolLM2-135M-Instruct, fp32 from Q4_1 GGUF)",
                  "corpus": "wiki-en test", "calibration": {"corpus": "wiki-en train", **CALIB},
                  "command": "python " + " ".join(sys.argv), "machine": api.machine(), "revision": REVISION,
