@@ -78,6 +78,16 @@ ROWS = [
     # the fp32 row itself: distilling a model from itself changes nothing)
     ("dkm 3-bit per-row hessian distilled", "finetune",
      {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0}),
+    # k-means tables as above, the indices chosen column by column with GPTQ's error feedback
+    # (GPTVQ's scalar case): same format and bits, a better post-training starting point
+    ("kmeans 3-bit per-row hessian error-feedback", "compress",
+     {"method": "kmeans", "bits": 3, "group_size": 1, "sensitivity": "hessian", "error_feedback": True,
+      "calib_samples": 32, "calib_seqlen": 512}),
+    # distilled DKM started from that palette: its tables the centroids, its decoded weights the
+    # fp32 weights (the teacher stays the uncompressed model)
+    ("dkm 3-bit per-row hessian distilled from error-feedback", "finetune",
+     {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0,
+      "init_from": "@kmeans 3-bit per-row hessian error-feedback", "init_weights": True}),
     # the same recipe, five times the steps (the cosine schedule spans the longer run)
     ("dkm 3-bit per-row hessian distilled 150 steps", "finetune",
      {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0, "steps": 150}),

@@ -82,7 +82,16 @@ def test_finetune_dkm_through_the_cli(tiny_dir, fake_cache, tmp_path, capsys):
                  "--bits", "2", "--embedding-bits", "4", "--max-iter", "2", "--init-from", str(out),
                  "--out", str(again)]) == 0
     settings = json.loads((again / "llmpress.json").read_text())["extra"]["method_settings"]
-    assert settings["init_from"] == str(out)
+    assert settings["init_from"] == str(out) and "init_weights" not in settings
+    # ... and its decoded weights the starting weights too.
+    assert main(["finetune", "--model", str(tiny_dir), "--method", "dkm", "--data", "arithmetic", "--steps", "1",
+                 "--batch-size", "4", "--seq-len", "24", "--eval-interval", "0", "--eval-examples", "2",
+                 "--bits", "2", "--embedding-bits", "4", "--max-iter", "2", "--init-from", str(out), "--init-weights",
+                 "--out", str(tmp_path / "dkm-weights")]) == 0
+    settings = json.loads((tmp_path / "dkm-weights" / "llmpress.json").read_text())["extra"]["method_settings"]
+    assert settings["init_weights"] is True
+    with pytest.raises(ConfigError, match="give init_from"):
+        api.finetune(str(tiny_dir), method="dkm", data="arithmetic", init_weights=True, steps=1)
     with pytest.raises(ConfigError, match="init_from starts DKM"):
         api.finetune(str(tiny_dir), method="full", data="arithmetic", init_from=str(out), steps=1)
     # Hessian-weighted DKM calibrates on wiki-en first and records what it calibrated on.

@@ -12,6 +12,7 @@ from llmpress.nn import CompressedLinear, ShiftAddLinear
     ("gptq", ["--group-size", "32", "--act-order"]),
     ("shiftadd", ["--mode", "lat", "--row-group", "16"]),
     ("shiftadd", ["--mode", "acc", "--row-group", "16", "--terms", "1"]),
+    ("kmeans", ["--group-size", "1", "--sensitivity", "hessian", "--error-feedback"]),
 ])
 def test_calibrated_compress_save_load_same_logits(method, extra, tiny_dir, fake_cache, tmp_path, capsys):
     out = tmp_path / "ck"
@@ -41,7 +42,7 @@ def _settings(args: list[str]) -> dict:
     out, i = {}, 0
     while i < len(args):
         key = args[i][2:].replace("-", "_")
-        if key == "act_order":
+        if key in ("act_order", "error_feedback"):
             out[key], i = True, i + 1
         else:
             val = args[i + 1]

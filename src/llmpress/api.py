@@ -96,15 +96,17 @@ def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path 
 def finetune(model: ModelLike = "default", method: str = "full", data: str = "arithmetic",
              out: str | Path | None = None, overwrite: bool = False, state_dir: str | Path | None = None,
              progress: bool = True, log=print, compression: dict | None = None,
-             init_from: str | Path | None = None, calib_samples: int = 32, calib_seqlen: int = 512,
-             calib_seed: int = 0, **settings):
+             init_from: str | Path | None = None, init_weights: bool = False, calib_samples: int = 32,
+             calib_seqlen: int = 512, calib_seed: int = 0, **settings):
     """Fine-tune ``model`` on the train split of ``data`` and save it to ``out`` (an llmpress checkpoint).
 
     ``method`` "full" trains plainly; "dkm" clusters the weights in the loop and saves a palettized
     model, with ``compression`` the :class:`llmpress.methods.dkm.DKMModelConfig` (as a dict).
     ``init_from`` (dkm): a palettized checkpoint of the same model (e.g. ``compress --method kmeans
     --sensitivity hessian``) whose tables become the starting centroids; the fp32 weights still
-    come from ``model``. With ``compression["sensitivity"] == "hessian"`` the linears' importance
+    come from ``model``, unless ``init_weights``: then the palettized linears also start from
+    ``init_from``'s decoded weights (a palette with error feedback encodes better weights than
+    the nearest entries of the originals), while a distillation teacher stays ``model``. With ``compression["sensitivity"] == "hessian"`` the linears' importance
     (calibration Hessian diagonals) comes from ``calib_samples`` seeded windows of ``calib_seqlen``
     tokens of the wiki-en train split (the quick calibration profile, 32 x 512, by default).
 
@@ -135,7 +137,9 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
     train, held_out = load_split(data)
     if init_from is not None and method != "dkm":
         raise ConfigError(f"init_from starts DKM's centroids from a palette; method {method!r} has none")
-    hooks = (_dkm_hooks(loaded, compression, init_from, calib_samples, calib_seqlen, calib_seed)
+    if init_weights and init_from is None:
+        raise ConfigError("init_weights starts the weights from init_from's palette; give init_from")
+    hooks = (_dkm_hooks(loaded, compression, init_from, init_weights, calib_samples, calib_seqlen, calib_seed)
              if method == "dkm" else METHODS[method]())
     result = run(loaded.model, loaded.tokenizer, train, held_out, config, hooks=hooks,
                  state_dir=state_dir, progress=progress, log=log)
@@ -151,21 +155,23 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
     return result
 
 
-def _dkm_hooks(loaded: LoadedModel, compression: dict | None, init_from, calib_samples: int, calib_seqlen: int,
-               calib_seed: int):
+def _dkm_hooks(loaded: LoadedModel, compression: dict | None, init_from, init_weights: bool, calib_samples: int,
+               calib_seqlen: int, calib_seed: int):
     """The DKM hooks of a fine-tune: starting tables from ``init_from``, importance from calibration."""
     from llmpress.errors import ConfigError
     from llmpress.methods.dkm import DKMModelConfig
-    from llmpress.models.dkm import hessian_importance, palette_tables
+    from llmpress.models.dkm import hessian_importance, palette_tables, palette_weights
     from llmpress.train.dkm_hooks import DKMHooks
 
     config = DKMModelConfig.from_dict(compression) if compression is not None else DKMModelConfig()
-    tables = None
+    tables = weights = None
     if init_from is not None:
-        tables = palette_tables(load(init_from).model)
+        start = load(init_from).model
+        tables = palette_tables(start)
         if not tables:
             raise ConfigError(f"{init_from} holds no palettized layers to start DKM from (compress it with "
                               "--method kmeans first)")
+        weights = palette_weights(start) if init_weights else None
     importance = calibration = None
     if config.sensitivity == "hessian":
         from llmpress.data.wiki import calibration_windows
@@ -175,7 +181,7 @@ def _dkm_hooks(loaded: LoadedModel, compression: dict | None, init_from, calib_s
         calibration = {"corpus": "wiki-en", "split": "train", "samples": calib_samples, "seqlen": calib_seqlen,
                        "seed": calib_seed}
     return DKMHooks(config, centroids=tables, init_from=str(init_from) if init_from else None,
-                    importance=importance, calibration=calibration)
+                    importance=importance, calibration=calibration, weights=weights)
 
 
 def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "quick", seqlen: int = 2048,

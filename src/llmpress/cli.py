@@ -21,7 +21,7 @@ def _compress(args) -> int:
 
     settings = {"bits": args.bits}
     # Only the options this method has (argparse leaves the others None): each method keeps its defaults.
-    optional = {"rtn": ("group_size",), "kmeans": ("group_size", "sensitivity"), "gptq": ("group_size", "act_order"),
+    optional = {"rtn": ("group_size",), "kmeans": ("group_size", "sensitivity", "error_feedback"), "gptq": ("group_size", "act_order"),
                 "shiftadd": ("mode", "row_group", "terms", "avg_bits", "act_order")}.get(args.method, ())
     settings.update({k: getattr(args, k) for k in optional if getattr(args, k) is not None})
     calib = {"calib_samples": args.calib_samples, "calib_seqlen": args.calib_seqlen, "calib_seed": args.seed}
@@ -63,7 +63,8 @@ def _finetune(args) -> int:
         compression = DKMModelConfig(linear=DKMConfig(n_bits=args.bits, group_size=args.dkm_group_size, **shared),
                                      embedding=embedding, sensitivity=args.dkm_sensitivity).to_dict()
     r = api.finetune(args.model, method=args.method, data=args.data, out=args.out, overwrite=args.overwrite,
-                     compression=compression, init_from=args.init_from, calib_samples=args.calib_samples,
+                     compression=compression, init_from=args.init_from, init_weights=args.init_weights,
+                     calib_samples=args.calib_samples,
                      calib_seqlen=args.calib_seqlen, **settings)
     from llmpress.train.distributed import current
 
@@ -267,7 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "this average of stored bits per weight")
     c.add_argument("--sensitivity", choices=["none", "hessian"], help="kmeans: weight each squared error by "
                    "its input column's calibration Hessian diagonal (default none; hessian calibrates)")
-    c.add_argument("--calib-samples", type=int, default=128, help="gptq/shiftadd/kmeans --sensitivity: calibration windows "
+    c.add_argument("--error-feedback", action=argparse.BooleanOptionalAction, default=None,
+                   help="kmeans: choose the indices column by column with GPTQ's error compensation, the "
+                   "tables unchanged (GPTVQ, scalar case; calibrates)")
+    c.add_argument("--calib-samples", type=int, default=128, help="gptq/shiftadd/kmeans --sensitivity/--error-feedback: calibration windows "
                    "(wiki-en train split; the quick profile uses 32)")
     c.add_argument("--calib-seqlen", type=int, default=2048, help="gptq/shiftadd: tokens per calibration "
                    "window (quick profile: 512)")
@@ -313,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-iter", type=int, default=5, help="dkm: soft k-means iterations per step")
     f.add_argument("--init-from", help="dkm: start the centroids from this palettized checkpoint of the same "
                    "model (e.g. compress --method kmeans --sensitivity hessian with the same group size)")
+    f.add_argument("--init-weights", action="store_true",
+                   help="dkm --init-from: also start the palettized linears' weights from that checkpoint's decoded "
+                   "weights (e.g. compress --method kmeans --error-feedback); a --distill teacher stays the model")
     f.add_argument("--dkm-sensitivity", choices=["none", "hessian"], default="none",
                    help="dkm: weight each linear's centroid updates by its inputs' calibration Hessian diagonal "
                    "(as compress --method kmeans --sensitivity hessian does)")

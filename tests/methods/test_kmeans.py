@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -72,3 +74,39 @@ def test_uniform_importance_is_plain_kmeans():
         a = quantize_weight(w, c)
         b = quantize_weight(w, c, importance=torch.full((32,), 3.0))
         assert torch.equal(a.lut, b.lut)
+
+
+def out_error(palette, w, h):
+    d = (palette.dequantize().double() - w.double())
+    return float(torch.einsum("ri,ij,rj->", d, h, d))
+
+
+def test_error_feedback_keeps_the_tables_and_lowers_the_output_error(layer):
+    w, h = layer
+    quantize = get_method("kmeans").quantize_calibrated
+    for group_size in (0, 1, 8):
+        c = KMeansConfig(bits=3, group_size=group_size, sensitivity="hessian")
+        plain = quantize(w, h, c)
+        fed = quantize(w, h, replace(c, error_feedback=True))
+        assert torch.equal(fed.lut, plain.lut) and fed.spec == plain.spec
+        assert out_error(fed, w, h) < 0.8 * out_error(plain, w, h)
+
+
+def test_error_feedback_on_uncorrelated_inputs_is_nearest_entry():
+    # A diagonal Hessian: one column's error tells nothing about another, so nothing is compensated.
+    g = torch.Generator().manual_seed(4)
+    w = torch.randn(12, 40, generator=g)
+    h = torch.diag(torch.rand(40, generator=g) + 0.5).double()
+    c = KMeansConfig(bits=2, group_size=4, sensitivity="hessian")
+    fed = get_method("kmeans").quantize_calibrated(w, h, replace(c, error_feedback=True, damp=0))
+    assert torch.equal(fed.indices, get_method("kmeans").quantize_calibrated(w, h, c).indices)
+
+
+def test_error_feedback_config():
+    assert KMeansConfig(error_feedback=True).calibrated
+    with pytest.raises(ConfigError, match="cluster_dim=1"):
+        KMeansConfig(error_feedback=True, cluster_dim=2)
+    with pytest.raises(ConfigError, match="damp"):
+        KMeansConfig(damp=1.5)
+    with pytest.raises(ConfigError, match="needs the layer's calibration Hessian"):
+        quantize_weight(torch.randn(8, 8), KMeansConfig(bits=2, error_feedback=True))

@@ -57,3 +57,30 @@ def test_dkm_finetune_resumes_exactly_and_ships_palettes(tiny_tokenizer, tmp_pat
     with pytest.raises(ConfigError, match="different method settings"):
         finetune(make_model(len(tiny_tokenizer)), tiny_tokenizer, TRAIN, HELD, cfg(), hooks=DKMHooks(other),
                  state_dir=state, progress=False, log=lambda *_: None)
+
+
+def test_starting_weights_go_in_after_the_teacher_is_copied(tiny_tokenizer):
+    linears = [n for n, m in make_model(len(tiny_tokenizer)).named_modules()
+               if isinstance(m, torch.nn.Linear) and "layers" in n]
+
+    def first_loss(start) -> float:
+        model = make_model(len(tiny_tokenizer))
+        weights = {n: start(model.get_submodule(n).weight.detach()) for n in linears}
+        hooks = DKMHooks(DKM, weights=weights, init_from="palette")
+        assert hooks.settings()["init_weights"] is True
+        r = finetune(model, tiny_tokenizer, TRAIN, HELD, cfg(steps=1, distill=1.0, loss_on="all"),
+                     hooks=hooks, progress=False, log=lambda *_: None)
+        return r.losses[0]
+
+    # Zeroed students against their original teacher: a large divergence. Had the teacher been
+    # copied after the weights went in, it would be zeroed too and the divergence near nothing.
+    assert first_loss(torch.zeros_like) > 5 * first_loss(torch.clone)
+
+
+def test_starting_weights_of_another_model_are_refused(tiny_tokenizer):
+    model = make_model(len(tiny_tokenizer))
+    name = "model.layers.0.self_attn.q_proj"
+    with pytest.raises(ConfigError, match="does not match the model"):
+        DKMHooks(DKM, weights={name: torch.zeros(3, 3)}, init_from="other").prepare(model)
+    with pytest.raises(ConfigError, match="no such linear"):
+        DKMHooks(DKM, weights={"model.nope": torch.zeros(3, 3)}, init_from="other").prepare(model)

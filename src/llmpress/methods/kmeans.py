@@ -10,6 +10,12 @@ sum_i s_i (w_i - c(w_i))^2 with s_i the diagonal of the layer's calibration Hess
 H = X^T X at the weight's input column, i.e. the mean squared activation that multiplies it.
 This is the diagonal of the output-error objective GPTQ minimises, ||(W - W^) X||^2 (the
 weighting SqueezeLLM uses with Fisher information instead of H). It needs calibration data.
+
+Optional error feedback (``error_feedback=True``), the scalar case of GPTVQ (van Baalen et al.
+2024): the tables are found as above from the original weights, then the indices are chosen
+column by column, in order of decreasing H[j, j], with GPTQ's compensation of each column's
+rounding error on the columns not yet coded (:mod:`llmpress.methods.error_feedback`). The
+format is unchanged; only which entry each weight points to differs.
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ import torch
 
 from llmpress.config import JsonConfig, check_int
 from llmpress.errors import ConfigError
+from llmpress.formats import bitpack
 from llmpress.formats.palette import PaletteTensor, palettize
 from llmpress.methods.dkm import points as pts
 from llmpress.methods.dkm.config import DKMConfig
 from llmpress.methods.dkm.distinct import distinct
 from llmpress.methods.dkm.init import kmeans_1d_exact, kmeans_plus_plus
+from llmpress.methods.error_feedback import quantize_columns
+from llmpress.methods.hessian import check_hessian, inverse_cholesky
 
 INITS = ("kmeans++", "kmeans1d")
 SENSITIVITIES = ("none", "hessian")
@@ -39,7 +48,9 @@ class KMeansConfig(JsonConfig):
     (0 = one table per tensor); ``cluster_dim`` weights per clustered vector; ``init``
     ``kmeans++`` (then ``lloyd_steps`` Lloyd steps, seeded) or ``kmeans1d`` (exact, scalars);
     ``sensitivity`` ``none`` or ``hessian`` (weights counted by their input column's calibration
-    Hessian diagonal; needs calibration data)."""
+    Hessian diagonal; needs calibration data); ``error_feedback`` picks the indices with GPTQ's
+    column-by-column error compensation (scalars only; needs calibration data), with ``damp`` x
+    mean(diag H) added to H's diagonal."""
 
     bits: int = 3
     group_size: int = 0
@@ -48,6 +59,8 @@ class KMeansConfig(JsonConfig):
     lloyd_steps: int = 50
     seed: int = 0
     sensitivity: str = "none"
+    error_feedback: bool = False
+    damp: float = 0.01
 
     def __post_init__(self):
         for name, lo, hi in (("bits", 1, 8), ("group_size", 0, None), ("cluster_dim", 1, None),
@@ -59,11 +72,15 @@ class KMeansConfig(JsonConfig):
             raise ConfigError("k-means init='kmeans1d' is exact 1-D k-means; with cluster_dim > 1 use 'kmeans++'")
         if self.sensitivity not in SENSITIVITIES:
             raise ConfigError(f"k-means sensitivity must be one of {SENSITIVITIES}, got {self.sensitivity!r}")
+        if self.error_feedback and self.cluster_dim != 1:
+            raise ConfigError("k-means error_feedback codes one input column at a time; it needs cluster_dim=1")
+        if not 0 <= self.damp < 1:
+            raise ConfigError(f"damp must be in [0, 1) (a fraction of the mean Hessian diagonal), got {self.damp}")
 
     @property
     def calibrated(self) -> bool:
         """Whether quantizing needs each layer's calibration Hessian."""
-        return self.sensitivity != "none"
+        return self.sensitivity != "none" or self.error_feedback
 
 
 def quantize_weight(weight: torch.Tensor, config: KMeansConfig, name: str = "weight",
@@ -101,5 +118,46 @@ def quantize_weight(weight: torch.Tensor, config: KMeansConfig, name: str = "wei
 
 
 def quantize(weight: torch.Tensor, hessian: torch.Tensor, config: KMeansConfig, name: str = "weight") -> PaletteTensor:
-    """The calibrated entry point: importance = diag(H) of the layer's inputs (H [in, in])."""
-    return quantize_weight(weight, config, name, importance=torch.diagonal(hessian).clamp_min(0))
+    """The calibrated entry point (H [in, in] = X^T X of the layer's calibration inputs): importance
+    diag(H) with ``sensitivity="hessian"``, and the indices chosen with error feedback when asked."""
+    importance = torch.diagonal(hessian).clamp_min(0) if config.sensitivity == "hessian" else None
+    palette = quantize_weight(weight, config, name, importance=importance)
+    return with_error_feedback(weight, hessian, palette, config.damp, name) if config.error_feedback else palette
+
+
+class _NearestEntry:
+    """Each row's weight goes to the nearest entry of its own (fixed) table."""
+
+    group = 0  # the tables are set before the first column
+
+    def __init__(self, tables: torch.Tensor, order: torch.Tensor):
+        self.tables, self.order = tables, order  # [rows, K] float64; column visiting order
+        self.codes = torch.zeros(tables.shape[0], order.numel(), dtype=torch.uint8)
+
+    def start_group(self, col: int, weights: torch.Tensor) -> None:
+        pass
+
+    def quantize_column(self, col: int, w: torch.Tensor) -> torch.Tensor:
+        idx = (w.unsqueeze(1) - self.tables).abs().argmin(1)
+        self.codes[:, int(self.order[col])] = idx.to(torch.uint8)
+        return self.tables.gather(1, idx.unsqueeze(1)).squeeze(1)
+
+
+def with_error_feedback(weight: torch.Tensor, hessian: torch.Tensor, palette: PaletteTensor, damp: float = 0.01,
+                        name: str = "weight") -> PaletteTensor:
+    """``palette``'s tables with indices re-chosen column by column (decreasing H[j, j]) under
+    GPTQ's error feedback: weight [out, in], hessian [in, in]. Scalar palettes only."""
+    spec = palette.spec
+    rows, cols = spec.shape
+    h = check_hessian(hessian, cols, name)
+    order = torch.argsort(torch.diagonal(h), descending=True, stable=True)
+    inv = inverse_cholesky(h[order][:, order], damp, name)
+    w = weight.detach().to(torch.float64).clone()
+    dead = torch.zeros(cols, dtype=torch.bool)
+    dead[order] = inv.dead
+    w[:, dead] = 0  # inputs that never fire: any entry serves, take the one nearest zero
+    per_row = spec.group_size or rows  # output channels sharing a table
+    tables = palette.lut[:, :, 0].to(torch.float64).repeat_interleave(per_row, dim=0)[:rows]
+    columns = _NearestEntry(tables, order)
+    quantize_columns(w[:, order], inv.upper, columns)
+    return PaletteTensor(spec, palette.lut, bitpack.pack(columns.codes, spec.bits))

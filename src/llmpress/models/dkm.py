@@ -89,6 +89,14 @@ def palette_tables(model: nn.Module) -> dict[str, torch.Tensor]:
     return tables
 
 
+def palette_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The decoded weight [out, in] of every palettized linear of ``model``, by module name: the
+    starting fp32 weights that continue DKM from a post-training palette whose indices carry more
+    than nearest-entry rounding (e.g. k-means with error feedback)."""
+    return {name: m.packed().dequantize(torch.float32) for name, m in model.named_modules()
+            if isinstance(m, CompressedLinear) and m.meta()["format"] == "palette"}
+
+
 def finalize(model: nn.Module) -> list[str]:
     """Replace every DKM module of ``model`` by its palettized module, in place: each weight (or
     vector) becomes the index of its nearest centroid in a float16 table. A tied head shares the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from llmpress.errors import ConfigError
 from llmpress.methods.dkm import DKMModelConfig
 from llmpress.models.dkm import finalize, prepare
 from llmpress.nn.dkm import DKMEmbedding, DKMLinear
@@ -22,21 +23,26 @@ class DKMHooks(TrainHooks):
 
     def __init__(self, config: DKMModelConfig | dict | None = None, centroids: dict[str, torch.Tensor] | None = None,
                  init_from: str | None = None, importance: dict[str, torch.Tensor] | None = None,
-                 calibration: dict | None = None):
+                 calibration: dict | None = None, weights: dict[str, torch.Tensor] | None = None):
         """``centroids``: starting tables by module name (see :func:`llmpress.models.dkm.palette_tables`);
-        ``init_from`` names where they came from, recorded with the run's settings. ``importance``:
+        ``weights``: starting weights of those linears (:func:`llmpress.models.dkm.palette_weights`),
+        copied in by :meth:`prepare`, after a distillation teacher has been copied from the model
+        as given; ``init_from`` names where both came from, recorded with the run's settings. ``importance``:
         per-linear input-column weights for ``sensitivity="hessian"`` (see
         :func:`llmpress.models.dkm.hessian_importance`); ``calibration`` says what data they came
         from, recorded with the run's settings (a resume must use the same)."""
         self.config = DKMModelConfig.from_dict(config) if isinstance(config, dict) else config or DKMModelConfig()
-        self.centroids, self.init_from = centroids, init_from
+        self.centroids, self.init_from, self.weights = centroids, init_from, weights
         self.importance, self.calibration = importance, calibration
 
     def settings(self) -> dict:
         return {"dkm": self.config.to_dict(), **({"init_from": self.init_from} if self.init_from else {}),
+                **({"init_weights": True} if self.weights else {}),
                 **({"calibration": self.calibration} if self.calibration else {})}
 
     def prepare(self, model: nn.Module) -> nn.Module:
+        if self.weights:
+            load_weights(model, self.weights, self.init_from)
         prepare(model, self.config, progress=distributed.current().main, centroids=self.centroids,
                 importance=self.importance)
         return model
@@ -54,3 +60,18 @@ class DKMHooks(TrainHooks):
             for key, value in self.state(model).items():
                 name, _, buffer = key.rpartition(".")
                 getattr(model.get_submodule(name), buffer).copy_(tensors[key])
+
+
+def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: str | None = None) -> None:
+    """Copy ``weights`` (by linear name) into ``model``'s linears; names or shapes that do not match
+    (a palette of another model) are refused before anything is copied."""
+    modules = dict(model.named_modules())
+    for name, w in weights.items():
+        m = modules.get(name)
+        if not isinstance(m, nn.Linear) or tuple(m.weight.shape) != tuple(w.shape):
+            have = tuple(m.weight.shape) if isinstance(m, nn.Linear) else None
+            raise ConfigError(f"{source or 'the starting palette'}: {name} {tuple(w.shape)} does not match the model "
+                              f"({have or 'no such linear'}); start from a palette of the same model")
+    with torch.no_grad():
+        for name, w in weights.items():
+            modules[name].weight.copy_(w)
