@@ -16,7 +16,11 @@ Rows, at 3 and at 2 bits for the 210 decoder linears:
 - DKM: fine-tuned with every linear soft-clustered per output row (one 2**b-entry table per
   row) and the input embedding (tied to the head) on one 256-entry table, then finalized to
   palettes: eDKM's recipe (3-bit linears, 8-bit embedding); once from k-means++ centroids and
-  once starting from the Hessian-weighted k-means tables (the fp32 weights are the model's).
+  once starting from the Hessian-weighted k-means tables (the fp32 weights are the model's);
+- k-means with error feedback: the Hessian-weighted tables, the indices chosen column by column
+  with GPTQ's compensation (GPTVQ's scalar case), no training;
+- distilled DKM (loss on every token, the uncompressed model's distribution as the target), from
+  k-means++ and from the error-feedback palette (its tables and decoded weights as the start).
 
 Every fine-tune and every compression runs in a fresh subprocess, so its peak resident memory is
 its own. The JSON is rewritten after every row; a rerun skips the rows it already has.
@@ -83,14 +87,21 @@ ROWS = [
     ("kmeans 3-bit per-row hessian error-feedback", "compress",
      {"method": "kmeans", "bits": 3, "group_size": 1, "sensitivity": "hessian", "error_feedback": True,
       "calib_samples": 32, "calib_seqlen": 512}),
+    ("kmeans 2-bit per-row hessian error-feedback", "compress",
+     {"method": "kmeans", "bits": 2, "group_size": 1, "sensitivity": "hessian", "error_feedback": True,
+      "calib_samples": 32, "calib_seqlen": 512}),
     # distilled DKM started from that palette: its tables the centroids, its decoded weights the
     # fp32 weights (the teacher stays the uncompressed model)
     ("dkm 3-bit per-row hessian distilled from error-feedback", "finetune",
      {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0,
       "init_from": "@kmeans 3-bit per-row hessian error-feedback", "init_weights": True}),
-    # the same recipe, five times the steps (the cosine schedule spans the longer run)
-    ("dkm 3-bit per-row hessian distilled 150 steps", "finetune",
-     {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0, "steps": 150}),
+    # the same, three times the steps (the cosine schedule spans the longer run)
+    ("dkm 3-bit per-row hessian distilled from error-feedback 90 steps", "finetune",
+     {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0,
+      "init_from": "@kmeans 3-bit per-row hessian error-feedback", "init_weights": True, "steps": 90}),
+    ("dkm 2-bit per-row hessian distilled from error-feedback", "finetune",
+     {"method": "dkm", "compression": dkm(2, "hessian"), "loss_on": "all", "distill": 1.0,
+      "init_from": "@kmeans 2-bit per-row hessian error-feedback", "init_weights": True}),
 ]
 
 
