@@ -96,7 +96,7 @@ ROWS = [
      {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0,
       "init_from": "@kmeans 3-bit per-row hessian error-feedback", "init_weights": True}),
     # the same, three times the steps (the cosine schedule spans the longer run)
-    ("dkm 3-bit per-row hessian distilled from error-feedback 90 steps", "finetune",
+    ("dkm 3-bit per-row hessian distilled from error-feedback 90-step", "finetune",
      {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0,
       "init_from": "@kmeans 3-bit per-row hessian error-feedback", "init_weights": True, "steps": 90}),
     ("dkm 2-bit per-row hessian distilled from error-feedback", "finetune",
