@@ -18,7 +18,7 @@ from llmpress.config import JsonConfig
 from llmpress.errors import ConfigError
 from llmpress.formats import bitpack, uniform
 from llmpress.methods.error_feedback import quantize_columns
-from llmpress.methods.hessian import check_hessian, inverse_cholesky
+from llmpress.methods.hessian import ordered_inverse
 
 
 @dataclass
@@ -84,16 +84,9 @@ class _UniformColumns:
 def quantize(weight: torch.Tensor, hessian: torch.Tensor, config: GPTQConfig, name: str = "?") -> uniform.UniformTensor:
     """weight [out, in], hessian [in, in] (X^T X of the layer's calibration inputs) -> uniform codes."""
     spec = uniform.UniformSpec(tuple(weight.shape), config.bits, config.group_size)
-    h = check_hessian(hessian, spec.shape[1], name)
-    w = weight.detach().to(torch.float64).clone()
-    cols = spec.shape[1]
-    order = torch.argsort(torch.diagonal(h), descending=True, stable=True) if config.act_order else torch.arange(cols)
-    inv = inverse_cholesky(h[order][:, order], config.damp, name)
-    dead = torch.zeros(cols, dtype=torch.bool)
-    dead[order] = inv.dead
-    w[:, dead] = 0  # inputs that never fire: their weights do not matter, zero quantizes exactly
+    w, order, upper = ordered_inverse(weight, hessian, config.damp, name, config.act_order)
     columns = _UniformColumns(spec, order, w if config.act_order else None)
-    quantize_columns(w[:, order], inv.upper, columns, config.block_size)
+    quantize_columns(w[:, order], upper, columns, config.block_size)
     rows, n_groups = spec.shape[0], spec.n_groups
     return uniform.UniformTensor(spec, bitpack.pack(columns.codes, spec.bits), columns.scale,
                                  bitpack.pack(columns.zero.reshape(rows * n_groups), spec.bits))

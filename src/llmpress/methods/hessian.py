@@ -73,6 +73,24 @@ def inverse_cholesky(hessian: torch.Tensor, damp: float = 0.01, name: str = "?")
                       f"{lam / 10:.3g}; use more calibration samples")
 
 
+def ordered_inverse(weight: torch.Tensor, hessian: torch.Tensor, damp: float, name: str,
+                    act_order: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What a column-by-column quantizer starts from: weight [out, in], hessian [in, in] ->
+    (w, order, upper). ``w`` float64 in the stored column order, with the weights of inputs that
+    never fire set to 0 (they carry no output, and zero is what any grid codes best);
+    ``order`` [in] the columns in visiting order (decreasing H[j, j] with ``act_order``, else as
+    stored); ``upper`` the upper Cholesky factor of the damped inverse Hessian in that order."""
+    h = check_hessian(hessian, weight.shape[1], name)
+    cols = h.shape[0]
+    order = torch.argsort(torch.diagonal(h), descending=True, stable=True) if act_order else torch.arange(cols)
+    inv = inverse_cholesky(h[order][:, order], damp, name)
+    dead = torch.zeros(cols, dtype=torch.bool)
+    dead[order] = inv.dead
+    w = weight.detach().to(torch.float64).clone()
+    w[:, dead] = 0
+    return w, order, inv.upper
+
+
 def sensitivity(weight: torch.Tensor, inv: InverseHessian) -> float:
     """ShiftAddLLM's layer sensitivity (You et al. 2024, Sec. 4.3): with
     IS = W / diag(chol(H^-1)) (column j divided by the j-th diagonal entry),

@@ -33,7 +33,7 @@ from llmpress.methods.dkm.config import DKMConfig
 from llmpress.methods.dkm.distinct import distinct
 from llmpress.methods.dkm.init import kmeans_1d_exact, kmeans_plus_plus
 from llmpress.methods.error_feedback import quantize_columns
-from llmpress.methods.hessian import check_hessian, inverse_cholesky
+from llmpress.methods.hessian import ordered_inverse
 
 INITS = ("kmeans++", "kmeans1d")
 SENSITIVITIES = ("none", "hessian")
@@ -148,16 +148,10 @@ def with_error_feedback(weight: torch.Tensor, hessian: torch.Tensor, palette: Pa
     """``palette``'s tables with indices re-chosen column by column (decreasing H[j, j]) under
     GPTQ's error feedback: weight [out, in], hessian [in, in]. Scalar palettes only."""
     spec = palette.spec
-    rows, cols = spec.shape
-    h = check_hessian(hessian, cols, name)
-    order = torch.argsort(torch.diagonal(h), descending=True, stable=True)
-    inv = inverse_cholesky(h[order][:, order], damp, name)
-    w = weight.detach().to(torch.float64).clone()
-    dead = torch.zeros(cols, dtype=torch.bool)
-    dead[order] = inv.dead
-    w[:, dead] = 0  # inputs that never fire: any entry serves, take the one nearest zero
+    rows = spec.shape[0]
+    w, order, upper = ordered_inverse(weight, hessian, damp, name, act_order=True)
     per_row = spec.group_size or rows  # output channels sharing a table
     tables = palette.lut[:, :, 0].to(torch.float64).repeat_interleave(per_row, dim=0)[:rows]
     columns = _NearestEntry(tables, order)
-    quantize_columns(w[:, order], inv.upper, columns)
+    quantize_columns(w[:, order], upper, columns)
     return PaletteTensor(spec, palette.lut, bitpack.pack(columns.codes, spec.bits))
