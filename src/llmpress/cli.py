@@ -56,7 +56,8 @@ def _finetune(args) -> int:
     if args.method == "dkm":
         from llmpress.methods.dkm import DKMConfig, DKMModelConfig
 
-        shared = {"cluster_dim": args.cluster_dim, "tau": args.tau, "max_iter": args.max_iter}
+        shared = {"cluster_dim": args.cluster_dim, "tau": args.tau, "tau_final": args.tau_final,
+                  "max_iter": args.max_iter}
         # eDKM's embedding is one 256-entry table: a table per row would cost more than it saves.
         embedding = (DKMConfig(n_bits=args.embedding_bits, group_size=args.embedding_group_size, **shared)
                      if args.embedding_bits else None)
@@ -314,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dkm: embedding rows per table (default 0 = one table)")
     f.add_argument("--cluster-dim", type=int, default=1, help="dkm: weights per clustered vector")
     f.add_argument("--tau", type=float, default=1e-3, help="dkm: softmax temperature, x the weight variance")
+    f.add_argument("--tau-final", type=float, default=None,
+                   help="dkm: anneal the temperature geometrically from --tau to this at the last step "
+                   "(soft early so weights can change cluster, hard at the end so the palette computes what "
+                   "was trained)")
     f.add_argument("--max-iter", type=int, default=5, help="dkm: soft k-means iterations per step")
     f.add_argument("--init-from", help="dkm: start the centroids from this palettized checkpoint of the same "
                    "model (e.g. compress --method kmeans --sensitivity hessian with the same group size)")

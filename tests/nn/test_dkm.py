@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -190,3 +191,50 @@ def test_prepare_with_hessian_sensitivity(tiny_model):
     q = tiny_model.get_submodule(names[0])
     assert isinstance(q, DKMLinear) and torch.equal(q.importance, importance[names[0]])
     assert "importance" not in q.state_dict()  # calibration data, not part of the model
+
+
+def test_anneal_goes_geometrically_from_tau_to_tau_final():
+    lin = bf16_linear()
+    var = float(lin.weight.float().var())
+    m = DKMLinear(lin, DKMConfig(n_bits=2, tau=1e-2, tau_final=1e-4), name="q")
+    for progress, tau in ((0.0, 1e-2), (0.5, 1e-3), (1.0, 1e-4), (2.0, 1e-4)):
+        m.anneal(progress)
+        assert float(m.tau) == pytest.approx(tau * var, rel=1e-9)
+    fixed = DKMLinear(bf16_linear(), DKMConfig(n_bits=2, tau=1e-2), name="q")
+    start = float(fixed.tau)
+    fixed.anneal(0.7)
+    assert float(fixed.tau) == start
+
+
+def test_eval_cache_follows_the_temperature():
+    m = DKMLinear(bf16_linear(), DKMConfig(n_bits=2, tau=1.0, tau_final=1e-6), name="q").eval()
+    with torch.no_grad():
+        soft = m.clustered_weight()
+        m.anneal(1.0)
+        hard = m.clustered_weight()
+    assert hard is not soft and not torch.equal(hard, soft)
+
+
+def test_hard_temperature_gives_a_cluster_one_gradient_and_a_soft_one_many():
+    # Weights sitting on their centroids (a palette's decoded weights): under a hard temperature
+    # each weight reaches the output only through its centroid's mean, so all weights of a
+    # cluster get the same gradient and none can move to another cluster; a soft one tells them apart.
+    torch.manual_seed(0)
+    table = torch.tensor([-1.0, -0.3, 0.3, 1.0])
+    idx = torch.randint(0, 4, (4, 64))
+
+    def grads(tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+        lin = torch.nn.Linear(64, 4, bias=False)
+        with torch.no_grad():
+            lin.weight.copy_(table[idx])
+        config = DKMConfig(n_bits=2, group_size=1, max_iter=1, tau=tau, tau_relative=False, memory="naive")
+        m = DKMLinear(lin, config, name="q", centroids=table.repeat(4, 1).unsqueeze(-1))
+        m(torch.randn(32, 64)).pow(2).sum().backward()
+        return m.weight.grad, idx
+
+    def spread(g, idx) -> float:  # largest within-cluster spread of the gradient, relative to its scale
+        within = max(float(g[r][idx[r] == k].std()) for r in range(4) for k in range(4) if (idx[r] == k).sum() > 1)
+        return within / float(g.abs().mean())
+
+    assert spread(*grads(1e-4)) < 1e-5
+    assert spread(*grads(0.1)) > 0.1

@@ -84,3 +84,20 @@ def test_starting_weights_of_another_model_are_refused(tiny_tokenizer):
         DKMHooks(DKM, weights={name: torch.zeros(3, 3)}, init_from="other").prepare(model)
     with pytest.raises(ConfigError, match="no such linear"):
         DKMHooks(DKM, weights={"model.nope": torch.zeros(3, 3)}, init_from="other").prepare(model)
+
+
+def test_temperature_anneals_over_the_run(tiny_tokenizer):
+    annealed = DKMModelConfig(linear=DKMConfig(n_bits=2, max_iter=2, tau=1e-2, tau_final=1e-4), embedding=None)
+    seen: list[float] = []
+    model = make_model(len(tiny_tokenizer))
+    var = float(model.model.layers[0].self_attn.q_proj.weight.detach().var())  # the ends are relative to it
+
+    class Watch(DKMHooks):
+        def before_step(self, model, step, steps):
+            super().before_step(model, step, steps)
+            seen.append(float(model.model.layers[0].self_attn.q_proj.tau) / var)
+
+    finetune(model, tiny_tokenizer, TRAIN, HELD, cfg(), hooks=Watch(annealed), progress=False, log=lambda *_: None)
+    assert len(seen) == 4 and seen[0] == pytest.approx(1e-2) and seen[-1] == pytest.approx(1e-4)
+    assert all(a > b for a, b in zip(seen, seen[1:]))
+    assert seen[1] / seen[0] == pytest.approx(seen[2] / seen[1], rel=0.05)  # geometric steps

@@ -42,13 +42,24 @@ class _Clustered(nn.Module):
             centroids = centroids.detach().to(device=weight.device, dtype=torch.float32).clone()
         self.register_buffer("centroids", centroids)
         self.register_buffer("tau", torch.tensor(dkm.absolute_tau(weight, config), dtype=torch.float64))
+        # Both ends of an annealed temperature, absolute, from the weights as prepared: a schedule
+        # that followed the trained weights' variance would not end where it was asked to.
+        self._tau_ends = (float(self.tau), dkm.absolute_tau(weight, config, config.tau_final)
+                          if config.tau_final is not None else float(self.tau))
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))  # training forwards seen
         self._cache: tuple | None = None
+
+    def anneal(self, progress: float) -> None:
+        """Set the temperature for a point ``progress`` in [0, 1] of the run: geometric from ``tau``
+        (0) to ``tau_final`` (1); constant without ``tau_final``."""
+        start, end = self._tau_ends
+        p = min(max(float(progress), 0.0), 1.0)
+        self.tau.fill_(start * (end / start) ** p)
 
     def clustered_weight(self) -> torch.Tensor:
         """W~ = A C, differentiable w.r.t. ``weight``; in training the centroids advance one step."""
         if not torch.is_grad_enabled() or not self.weight.requires_grad:
-            key = (self.weight._version, self.centroids._version, self.weight.data_ptr())
+            key = (self.weight._version, self.centroids._version, self.tau._version, self.weight.data_ptr())
             if self._cache is None or self._cache[0] != key:
                 with torch.no_grad():
                     w, _ = dkm.cluster(self.weight, self.config, self.centroids, float(self.tau), self.name,

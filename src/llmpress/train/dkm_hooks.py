@@ -47,6 +47,12 @@ class DKMHooks(TrainHooks):
                 importance=self.importance)
         return model
 
+    def before_step(self, model: nn.Module, step: int, steps: int) -> None:
+        progress = step / (steps - 1) if steps > 1 else 1.0  # tau_final at the last step itself
+        for m in model.modules():
+            if isinstance(m, (DKMLinear, DKMEmbedding)):
+                m.anneal(progress)
+
     def finalize(self, model: nn.Module) -> nn.Module:
         finalize(model)
         return model

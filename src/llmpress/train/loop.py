@@ -170,6 +170,7 @@ def finetune(model: nn.Module, tokenizer, train: list[Generation], held_out: lis
         lr = lr_at(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        hooks.before_step(model, step, config.steps)
         batches = [loss_labels(collate(world.shard([items[i] for i in batch_indices(len(items), step, m, config)]),
                                        pad_id), config.loss_on) for m in range(config.grad_accum)]
         # Normalise by the target tokens of the whole step (all micro-batches, all ranks), so

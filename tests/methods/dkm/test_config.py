@@ -9,6 +9,7 @@ from llmpress.methods.dkm import DKMConfig, DKMModelConfig
     ({"n_bits": 9}, "n_bits must be an integer in 1..8"),
     ({"tau": 0.0}, "tau must be > 0"),
     ({"tau": -1.0}, "tau must be > 0"),
+    ({"tau_final": 0.0}, "tau_final must be > 0"),
     ({"max_iter": 0}, "max_iter"),
     ({"epsilon": -1e-3}, "epsilon"),
     ({"group_size": -1}, "group_size"),

@@ -30,6 +30,11 @@ class DKMConfig(JsonConfig):
     - ``n_bits``: 2**n_bits centroids (1..8); each stored index costs n_bits per ``cluster_dim`` weights.
     - ``tau``: softmax temperature, in units of the tensor's weight variance when ``tau_relative``
       (so one setting suits layers of different scale), else absolute (units of weight**2).
+    - ``tau_final``: None keeps ``tau`` for the whole run; a value (same units) anneals the
+      temperature geometrically from ``tau`` at the first training step to ``tau_final`` at the last.
+      A soft start lets weights change cluster (with a hard one only the centroids learn, since
+      every weight of a cluster gets the same gradient); a hard end makes the finalized palette
+      compute what was trained.
     - ``max_iter`` / ``epsilon``: k-means iterations per forward; stop early once no centroid
       moves by more than ``epsilon`` (absolute, weight units; 0 = always ``max_iter``).
     - ``group_size``: output channels (rows) sharing one table; 0 = one table for the tensor.
@@ -52,6 +57,7 @@ class DKMConfig(JsonConfig):
     n_bits: int = 3
     tau: float = 1e-3
     tau_relative: bool = True
+    tau_final: float | None = None
     max_iter: int = 5
     epsilon: float = 1e-6
     group_size: int = 0
@@ -72,6 +78,8 @@ class DKMConfig(JsonConfig):
         check_int("DKM", "seed", self.seed, 0)
         if not isinstance(self.tau, (int, float)) or not self.tau > 0:
             raise ConfigError(f"DKM tau must be > 0 (the softmax temperature), got {self.tau!r}")
+        if self.tau_final is not None and (not isinstance(self.tau_final, (int, float)) or not self.tau_final > 0):
+            raise ConfigError(f"DKM tau_final must be > 0 (the temperature at the last step) or None, got {self.tau_final!r}")
         if not isinstance(self.epsilon, (int, float)) or self.epsilon < 0:
             raise ConfigError(f"DKM epsilon must be >= 0, got {self.epsilon!r}")
         for name, allowed in (("memory", MEMORY_MODES), ("value_dtype", VALUE_DTYPES), ("init", INITS)):

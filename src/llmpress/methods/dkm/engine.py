@@ -21,12 +21,14 @@ _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 _NO_HOOKS = contextlib.nullcontext()
 
 
-def absolute_tau(weight: torch.Tensor, config: DKMConfig) -> float:
-    """The softmax temperature in weight units squared (``tau`` times the weight variance if relative)."""
+def absolute_tau(weight: torch.Tensor, config: DKMConfig, tau: float | None = None) -> float:
+    """The softmax temperature in weight units squared: ``tau`` (default ``config.tau``; e.g.
+    ``config.tau_final``) times the weight variance if ``config.tau_relative``."""
+    tau = float(config.tau if tau is None else tau)
     if not config.tau_relative:
-        return float(config.tau)
+        return tau
     var = float(weight.detach().float().var())
-    return float(config.tau) * (var if var > 0 else 1.0)
+    return tau * (var if var > 0 else 1.0)
 
 
 def check(weight: torch.Tensor, config: DKMConfig, name: str = "weight") -> None:
