@@ -286,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--model", default="default")
     f.add_argument("--method", default="full", help="full (plain fine-tuning) or dkm (train-time weight "
                    "clustering, saved palettized)")
-    f.add_argument("--data", default="arithmetic", help="arithmetic or natural_instructions (seeded split)")
+    f.add_argument("--data", default="arithmetic", help="arithmetic, natural_instructions (seeded split) or wiki-en "
+                   "(train split passages; the validation split is held out; train with --loss-on all)")
     f.add_argument("--steps", type=int, default=300)
     f.add_argument("--lr", type=float, default=5e-5)
     f.add_argument("--warmup-steps", type=int, default=20)

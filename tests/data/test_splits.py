@@ -1,7 +1,9 @@
+import pytest
 import torch
 
 from llmpress.data import arithmetic, instructions, wiki
 from llmpress.data.splits import holdout_split
+from llmpress.errors import ConfigError
 
 
 def test_wiki_splits_follow_the_protocol(fake_cache):
@@ -10,6 +12,19 @@ def test_wiki_splits_follow_the_protocol(fake_cache):
     assert wiki.split_text("test") == "\n\n".join(docs[900:1000])
     assert wiki.split_text("validation") == "\n\n".join(docs[800:900])
     assert wiki.split_text("train") == "\n\n".join(docs[:800])
+
+
+def test_wiki_passages_are_the_split_in_whole_sentences(fake_cache):
+    for split in ("train", "validation"):
+        runs = wiki.passages(split, max_chars=600)
+        # every sentence of the split exactly once, in order, none cut
+        sentences = [s.strip() for doc in wiki.split_text(split).split("\n\n") for s in doc.split("\n") if s.strip()]
+        assert [s for g in runs for s in [*filter(None, g.prompt.split("\n")), g.targets[0]]] == sentences
+        assert all(len(g.prompt) + 1 + len(g.targets[0]) <= 600 or not g.prompt for g in runs)
+        assert any(g.prompt for g in runs)
+    assert not any(g.prompt for g in wiki.passages("train", max_chars=10))  # a long sentence stands alone
+    with pytest.raises(ConfigError, match="splits"):
+        wiki.passages("dev")
 
 
 def test_calibration_is_seeded(fake_cache, tiny_tokenizer):

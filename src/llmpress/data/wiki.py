@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from llmpress.data.bigbench import load_task
+from llmpress.data.bigbench import Generation, load_task
 from llmpress.errors import ConfigError
 
 TASK = "paragraph_segmentation"
@@ -27,6 +27,27 @@ def split_text(split: str, task: dict | None = None) -> str:
         raise ConfigError(f"wiki-en has splits {sorted(SPLITS)}, not {split!r}")
     lo, hi = SPLITS[split]
     return "\n\n".join(documents(task)[lo:hi])
+
+
+def passages(split: str, max_chars: int = 600, task: dict | None = None) -> list[Generation]:
+    """A split as language-modelling examples: each document cut into runs of whole sentences of at
+    most ``max_chars`` characters (about 150 tokens; a longer sentence stands alone), the last
+    sentence of a run its target and the others its prompt, one sentence a line as in the corpus
+    (a one-sentence run has an empty prompt).
+    Train on every token (``loss_on="all"``) for plain language modelling or distillation."""
+    if split not in SPLITS:
+        raise ConfigError(f"wiki-en has splits {sorted(SPLITS)}, not {split!r}")
+    lo, hi = SPLITS[split]
+    runs: list[list[str]] = []
+    for doc in documents(task)[lo:hi]:
+        run: list[str] = []
+        for sentence in filter(None, (s.strip() for s in doc.split("\n"))):
+            if run and sum(len(s) + 1 for s in run) + len(sentence) > max_chars:
+                runs.append(run)
+                run = []
+            run.append(sentence)
+        runs += [run] if run else []
+    return [Generation("\n".join(run[:-1]), (run[-1],)) for run in runs]
 
 
 def tokenize(text: str, tokenizer) -> torch.Tensor:

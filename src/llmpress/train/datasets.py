@@ -20,7 +20,14 @@ def _natural_instructions() -> tuple[list[Generation], list[Generation]]:
     return as_gen(train), as_gen(held)
 
 
-DATASETS = {"arithmetic": _arithmetic, "natural_instructions": _natural_instructions}
+def _wiki_en() -> tuple[list[Generation], list[Generation]]:
+    from llmpress.data.wiki import passages
+
+    # The train split trains, the validation split is held out; the test split stays unseen.
+    return passages("train"), passages("validation")
+
+
+DATASETS = {"arithmetic": _arithmetic, "natural_instructions": _natural_instructions, "wiki-en": _wiki_en}
 
 
 def load_split(name: str) -> tuple[list[Generation], list[Generation]]:
