@@ -13,6 +13,7 @@ from llmpress.nn import CompressedLinear, ShiftAddLinear
     ("shiftadd", ["--mode", "lat", "--row-group", "16"]),
     ("shiftadd", ["--mode", "acc", "--row-group", "16", "--terms", "1"]),
     ("kmeans", ["--group-size", "1", "--sensitivity", "hessian", "--error-feedback"]),
+    ("kmeans", ["--group-size", "1", "--sensitivity", "hessian", "--error-feedback", "--refit"]),
 ])
 def test_calibrated_compress_save_load_same_logits(method, extra, tiny_dir, fake_cache, tmp_path, capsys):
     out = tmp_path / "ck"
@@ -42,7 +43,7 @@ def _settings(args: list[str]) -> dict:
     out, i = {}, 0
     while i < len(args):
         key = args[i][2:].replace("-", "_")
-        if key in ("act_order", "error_feedback"):
+        if key in ("act_order", "error_feedback", "refit"):
             out[key], i = True, i + 1
         else:
             val = args[i + 1]

@@ -21,7 +21,8 @@ def _compress(args) -> int:
 
     settings = {"bits": args.bits}
     # Only the options this method has (argparse leaves the others None): each method keeps its defaults.
-    optional = {"rtn": ("group_size",), "kmeans": ("group_size", "sensitivity", "error_feedback"), "gptq": ("group_size", "act_order"),
+    optional = {"rtn": ("group_size",), "kmeans": ("group_size", "sensitivity", "error_feedback", "refit"),
+                "gptq": ("group_size", "act_order"),
                 "shiftadd": ("mode", "row_group", "terms", "avg_bits", "act_order")}.get(args.method, ())
     settings.update({k: getattr(args, k) for k in optional if getattr(args, k) is not None})
     calib = {"calib_samples": args.calib_samples, "calib_seqlen": args.calib_seqlen, "calib_seed": args.seed}
@@ -272,7 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--error-feedback", action=argparse.BooleanOptionalAction, default=None,
                    help="kmeans: choose the indices column by column with GPTQ's error compensation, the "
                    "tables unchanged (GPTVQ, scalar case; calibrates)")
-    c.add_argument("--calib-samples", type=int, default=128, help="gptq/shiftadd/kmeans --sensitivity/--error-feedback: calibration windows "
+    c.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="kmeans: then re-solve each table by least squares on the layer's output error, the "
+                   "indices unchanged (GPTVQ's codebook update; calibrates)")
+    c.add_argument("--calib-samples", type=int, default=128, help="gptq/shiftadd/kmeans --sensitivity/--error-feedback/--refit: "
+                   "calibration windows "
                    "(wiki-en train split; the quick profile uses 32)")
     c.add_argument("--calib-seqlen", type=int, default=2048, help="gptq/shiftadd: tokens per calibration "
                    "window (quick profile: 512)")

@@ -5,7 +5,7 @@ import torch
 
 from llmpress.errors import ConfigError
 from llmpress.methods import get_method
-from llmpress.methods.kmeans import KMeansConfig, quantize_weight
+from llmpress.methods.kmeans import KMeansConfig, quantize, quantize_weight, refit_tables
 from llmpress.methods.rtn import RTNConfig
 from llmpress.methods.rtn import quantize_weight as rtn_quantize
 
@@ -110,3 +110,48 @@ def test_error_feedback_config():
         KMeansConfig(damp=1.5)
     with pytest.raises(ConfigError, match="needs the layer's calibration Hessian"):
         quantize_weight(torch.randn(8, 8), KMeansConfig(bits=2, error_feedback=True))
+
+
+def test_refit_is_the_least_squares_tables_for_the_indices():
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(6, 24, generator=g)
+    x = torch.randn(200, 24, generator=g) * torch.rand(24, generator=g)
+    h = (x.T @ x).double()
+    for group_size in (1, 3, 0):
+        c = KMeansConfig(bits=2, group_size=group_size, sensitivity="hessian", error_feedback=True, damp=0)
+        fed = quantize(w, h, c)
+        fit = refit_tables(w, h, fed, damp=0)
+        assert torch.equal(fit.indices, fed.indices)
+        assert out_error(fit, w, h) < out_error(fed, w, h)
+        # the same tables by brute force: least squares of L^T (w_r - P_r c) over the rows of a table
+        lower = torch.linalg.cholesky(h)
+        idx = fed.int_indices().view(6, 24)
+        per = group_size or 6
+        for t in range(fed.lut.shape[0]):
+            rows = range(t * per, (t + 1) * per)
+            a = torch.cat([lower.T @ torch.nn.functional.one_hot(idx[r], 4).double() for r in rows])
+            y = torch.cat([lower.T @ w[r].double() for r in rows])
+            used = torch.nn.functional.one_hot(idx[list(rows)].flatten(), 4).sum(0) > 0
+            best = torch.linalg.lstsq(a[:, used], y).solution
+            torch.testing.assert_close(fit.lut[t, used, 0].double(), best, atol=2e-3, rtol=1e-3)
+            assert torch.equal(fit.lut[t, ~used], fed.lut[t, ~used])  # an unused entry keeps its value
+
+
+def test_refit_with_uncorrelated_inputs_is_the_weighted_mean():
+    g = torch.Generator().manual_seed(6)
+    w = torch.randn(4, 30, generator=g)
+    d = torch.rand(30, generator=g) + 0.5
+    palette = quantize_weight(w, KMeansConfig(bits=2, group_size=1))
+    fit = refit_tables(w, torch.diag(d).double(), palette, damp=0)
+    idx = palette.int_indices().view(4, 30)
+    for r in range(4):
+        for k in idx[r].unique().tolist():
+            sel = idx[r] == k
+            mean = (d[sel] * w[r, sel]).sum() / d[sel].sum()
+            assert float(fit.lut[r, k, 0]) == pytest.approx(float(mean), abs=2e-3)
+
+
+def test_refit_config():
+    assert KMeansConfig(refit=True).calibrated
+    with pytest.raises(ConfigError, match="cluster_dim=1"):
+        KMeansConfig(refit=True, cluster_dim=2)

@@ -16,6 +16,10 @@ Optional error feedback (``error_feedback=True``), the scalar case of GPTVQ (van
 column by column, in order of decreasing H[j, j], with GPTQ's compensation of each column's
 rounding error on the columns not yet coded (:mod:`llmpress.methods.error_feedback`). The
 format is unchanged; only which entry each weight points to differs.
+
+Optional table refit (``refit=True``), GPTVQ's codebook update: with the indices fixed, each
+table's entries are re-solved by least squares on the output error tr(dW H dW^T) instead of
+being the (weighted) means of their weights, which ignore how the columns' errors correlate.
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ class KMeansConfig(JsonConfig):
     ``sensitivity`` ``none`` or ``hessian`` (weights counted by their input column's calibration
     Hessian diagonal; needs calibration data); ``error_feedback`` picks the indices with GPTQ's
     column-by-column error compensation (scalars only; needs calibration data), with ``damp`` x
-    mean(diag H) added to H's diagonal."""
+    mean(diag H) added to H's diagonal; ``refit`` then re-solves each table's entries by least
+    squares on the output error with the indices fixed (scalars only; needs calibration data)."""
 
     bits: int = 3
     group_size: int = 0
@@ -61,6 +66,7 @@ class KMeansConfig(JsonConfig):
     sensitivity: str = "none"
     error_feedback: bool = False
     damp: float = 0.01
+    refit: bool = False
 
     def __post_init__(self):
         for name, lo, hi in (("bits", 1, 8), ("group_size", 0, None), ("cluster_dim", 1, None),
@@ -74,13 +80,15 @@ class KMeansConfig(JsonConfig):
             raise ConfigError(f"k-means sensitivity must be one of {SENSITIVITIES}, got {self.sensitivity!r}")
         if self.error_feedback and self.cluster_dim != 1:
             raise ConfigError("k-means error_feedback codes one input column at a time; it needs cluster_dim=1")
+        if self.refit and self.cluster_dim != 1:
+            raise ConfigError("k-means refit solves scalar table entries; it needs cluster_dim=1")
         if not 0 <= self.damp < 1:
             raise ConfigError(f"damp must be in [0, 1) (a fraction of the mean Hessian diagonal), got {self.damp}")
 
     @property
     def calibrated(self) -> bool:
         """Whether quantizing needs each layer's calibration Hessian."""
-        return self.sensitivity != "none" or self.error_feedback
+        return self.sensitivity != "none" or self.error_feedback or self.refit
 
 
 def quantize_weight(weight: torch.Tensor, config: KMeansConfig, name: str = "weight",
@@ -122,7 +130,9 @@ def quantize(weight: torch.Tensor, hessian: torch.Tensor, config: KMeansConfig, 
     diag(H) with ``sensitivity="hessian"``, and the indices chosen with error feedback when asked."""
     importance = torch.diagonal(hessian).clamp_min(0) if config.sensitivity == "hessian" else None
     palette = quantize_weight(weight, config, name, importance=importance)
-    return with_error_feedback(weight, hessian, palette, config.damp, name) if config.error_feedback else palette
+    if config.error_feedback:
+        palette = with_error_feedback(weight, hessian, palette, config.damp, name)
+    return refit_tables(weight, hessian, palette, config.damp) if config.refit else palette
 
 
 class _NearestEntry:
@@ -155,3 +165,35 @@ def with_error_feedback(weight: torch.Tensor, hessian: torch.Tensor, palette: Pa
     columns = _NearestEntry(tables, order)
     quantize_columns(w[:, order], upper, columns)
     return PaletteTensor(spec, palette.lut, bitpack.pack(columns.codes, spec.bits))
+
+
+def refit_tables(weight: torch.Tensor, hessian: torch.Tensor, palette: PaletteTensor, damp: float = 0.01) -> PaletteTensor:
+    """``palette`` with the same indices and each table re-solved to minimise tr(dW H dW^T), dW =
+    weight - decoded (weight [out, in], hessian [in, in], ``damp`` x mean(diag H) added to its
+    diagonal). Scalar palettes only.
+
+    With one-hot P_r [in, K] of row r's indices, the rows r sharing a table c solve
+    (sum_r P_r^T H P_r) c = sum_r P_r^T H w_r. An entry no weight points to keeps its value.
+    """
+    spec = palette.spec
+    if spec.cluster_dim != 1:
+        raise ConfigError("refit_tables solves scalar entries; the palette has cluster_dim > 1")
+    rows, cols = spec.shape
+    k = spec.n_entries
+    h = hessian.to(torch.float64)
+    h = h + damp * float(torch.diagonal(h).mean()) * torch.eye(cols, dtype=torch.float64)
+    onehot = torch.nn.functional.one_hot(palette.int_indices().view(rows, cols), k).to(torch.float64)  # [rows, in, K]
+    h_onehot = (h @ onehot.permute(1, 0, 2).reshape(cols, rows * k)).reshape(cols, rows, k).permute(1, 0, 2)
+    gram = onehot.transpose(1, 2) @ h_onehot                                            # [rows, K, K]
+    rhs = (h_onehot.transpose(1, 2) @ weight.detach().to(torch.float64).unsqueeze(-1)).squeeze(-1)  # [rows, K]
+    groups = spec.n_groups
+    gram = gram.view(groups, -1, k, k).sum(1)
+    rhs = rhs.view(groups, -1, k).sum(1)
+    old = palette.lut[:, :, 0].to(torch.float64)
+    used = onehot.view(groups, -1, k).sum(1) > 0                                        # [G, K]
+    # Unused entries: an identity row pinned to the old value keeps the system solvable.
+    eye = torch.diag_embed((~used).to(torch.float64))
+    gram = gram * used.unsqueeze(1) * used.unsqueeze(2) + eye
+    rhs = torch.where(used, rhs, old)
+    lut = torch.linalg.solve(gram, rhs).unsqueeze(-1).to(palette.lut.dtype)
+    return PaletteTensor(spec, lut, palette.indices)
