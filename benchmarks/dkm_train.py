@@ -125,6 +125,11 @@ def slug(label: str) -> str:
     return label.replace(" ", "_")
 
 
+def row_dir(work: Path, ref: str) -> Path:
+    """The checkpoint directory of the row an ``"@label"`` setting names."""
+    return work / slug(ref.removeprefix("@"))
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
@@ -138,7 +143,7 @@ def run_stage(kind: str, settings: dict, path: Path, steps: int) -> dict:
     else:
         settings = {"steps": steps, **settings}
         if str(settings.get("init_from", "")).startswith("@"):
-            settings["init_from"] = str(path.parent / slug(settings["init_from"][1:]))
+            settings["init_from"] = str(row_dir(path.parent, settings["init_from"]))
         settings = {**TRAIN, **settings}  # a row may replace the shared recipe's data
         r = api.finetune("default", out=path, overwrite=True, progress=False, **settings)
         cost = {"steps": r.steps, "train_tokens": r.train_tokens, "train_seconds": r.seconds,
@@ -240,7 +245,7 @@ def main() -> None:
                 row = from_foundation(settings["method"])
             else:
                 start = str(settings.get("init_from", ""))
-                if start.startswith("@") and not (work / slug(start[1:])).is_dir():
+                if start.startswith("@") and not row_dir(work, start).is_dir():
                     # the starting palette's row is in the JSON but its checkpoint is not on this
                     # machine: the compression is seeded, so running it again gives the same tables
                     stage(start[1:], work, args.steps)
@@ -263,8 +268,8 @@ def main() -> None:
             row.setdefault("tasks", {})[task] = res
             print(label, task, res, flush=True)
             api.write_json(out, data)
-        start = work / slug(str(settings.get("init_from", "@"))[1:])
-        if settings.get("init_weights") and on_disk and "reassigned" not in row and start.is_dir():
+        start = row_dir(work, settings["init_from"]) if settings.get("init_weights") else None
+        if start is not None and start.is_dir() and on_disk and "reassigned" not in row:
             row["reassigned"] = reassigned(start, Path(row["checkpoint"]))
             print(label, "reassigned", f"{row['reassigned']:.4%}", flush=True)
             api.write_json(out, data)

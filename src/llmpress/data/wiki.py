@@ -22,11 +22,15 @@ def documents(task: dict | None = None) -> list[str]:
     return [ex["input"] for ex in task["examples"][FIRST:LAST]]
 
 
-def split_text(split: str, task: dict | None = None) -> str:
+def split_documents(split: str, task: dict | None = None) -> list[str]:
     if split not in SPLITS:
         raise ConfigError(f"wiki-en has splits {sorted(SPLITS)}, not {split!r}")
     lo, hi = SPLITS[split]
-    return "\n\n".join(documents(task)[lo:hi])
+    return documents(task)[lo:hi]
+
+
+def split_text(split: str, task: dict | None = None) -> str:
+    return "\n\n".join(split_documents(split, task))
 
 
 def passages(split: str, max_chars: int = 600, task: dict | None = None) -> list[Generation]:
@@ -35,11 +39,8 @@ def passages(split: str, max_chars: int = 600, task: dict | None = None) -> list
     sentence of a run its target and the others its prompt, one sentence a line as in the corpus
     (a one-sentence run has an empty prompt).
     Train on every token (``loss_on="all"``) for plain language modelling or distillation."""
-    if split not in SPLITS:
-        raise ConfigError(f"wiki-en has splits {sorted(SPLITS)}, not {split!r}")
-    lo, hi = SPLITS[split]
     runs: list[list[str]] = []
-    for doc in documents(task)[lo:hi]:
+    for doc in split_documents(split, task):
         run: list[str] = []
         for sentence in filter(None, (s.strip() for s in doc.split("\n"))):
             if run and sum(len(s) + 1 for s in run) + len(sentence) > max_chars:
