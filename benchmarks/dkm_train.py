@@ -24,7 +24,10 @@ Rows, at 3 and at 2 bits for the 210 decoder linears:
 - k-means with error feedback and then each table refit by least squares on the output error
   (GPTVQ's codebook update), no training;
 - the same distillation on passages of the wiki-en train split instead of natural_instructions,
-  beside the fp32 model fine-tuned on those passages (every token, same steps): its fair reference.
+  beside the fp32 model fine-tuned on those passages (every token, same steps): its fair reference;
+- k-means with error feedback, then passes of coordinate descent on the indices alternating with
+  the table refit (COMQ's index updates, GPTVQ's codebook update), no training; and distilled DKM
+  started from it.
 
 Every fine-tune and every compression runs in a fresh subprocess, so its peak resident memory is
 its own. The JSON is rewritten after every row; a rerun skips the rows it already has.
@@ -118,6 +121,21 @@ ROWS = [
     ("dkm 3-bit per-row hessian distilled on wiki-en from error-feedback", "finetune",
      {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0, "data": "wiki-en",
       "init_from": "@kmeans 3-bit per-row hessian error-feedback", "init_weights": True}),
+    # error feedback, then four passes of coordinate descent on the indices, each followed by the
+    # table refit (COMQ's index updates alternating with GPTVQ's codebook update), no training;
+    # and distilled DKM started from that palette
+    ("kmeans 3-bit per-row hessian error-feedback refined", "compress",
+     {"method": "kmeans", "bits": 3, "group_size": 1, "sensitivity": "hessian", "error_feedback": True,
+      "refine": 4, "refit": True, "calib_samples": 32, "calib_seqlen": 512}),
+    ("kmeans 2-bit per-row hessian error-feedback refined", "compress",
+     {"method": "kmeans", "bits": 2, "group_size": 1, "sensitivity": "hessian", "error_feedback": True,
+      "refine": 4, "refit": True, "calib_samples": 32, "calib_seqlen": 512}),
+    ("dkm 3-bit per-row hessian distilled from refined", "finetune",
+     {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0,
+      "init_from": "@kmeans 3-bit per-row hessian error-feedback refined", "init_weights": True}),
+    ("dkm 2-bit per-row hessian distilled from refined", "finetune",
+     {"method": "dkm", "compression": dkm(2, "hessian"), "loss_on": "all", "distill": 1.0,
+      "init_from": "@kmeans 2-bit per-row hessian error-feedback refined", "init_weights": True}),
 ]
 
 

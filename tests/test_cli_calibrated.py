@@ -14,6 +14,7 @@ from llmpress.nn import CompressedLinear, ShiftAddLinear
     ("shiftadd", ["--mode", "acc", "--row-group", "16", "--terms", "1"]),
     ("kmeans", ["--group-size", "1", "--sensitivity", "hessian", "--error-feedback"]),
     ("kmeans", ["--group-size", "1", "--sensitivity", "hessian", "--error-feedback", "--refit"]),
+    ("kmeans", ["--group-size", "1", "--sensitivity", "hessian", "--error-feedback", "--refine", "2", "--refit"]),
 ])
 def test_calibrated_compress_save_load_same_logits(method, extra, tiny_dir, fake_cache, tmp_path, capsys):
     out = tmp_path / "ck"

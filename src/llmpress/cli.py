@@ -21,7 +21,7 @@ def _compress(args) -> int:
 
     settings = {"bits": args.bits}
     # Only the options this method has (argparse leaves the others None): each method keeps its defaults.
-    optional = {"rtn": ("group_size",), "kmeans": ("group_size", "sensitivity", "error_feedback", "refit"),
+    optional = {"rtn": ("group_size",), "kmeans": ("group_size", "sensitivity", "error_feedback", "refit", "refine"),
                 "gptq": ("group_size", "act_order"),
                 "shiftadd": ("mode", "row_group", "terms", "avg_bits", "act_order")}.get(args.method, ())
     settings.update({k: getattr(args, k) for k in optional if getattr(args, k) is not None})
@@ -276,7 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
                    help="kmeans: then re-solve each table by least squares on the layer's output error, the "
                    "indices unchanged (GPTVQ's codebook update; calibrates)")
-    c.add_argument("--calib-samples", type=int, default=128, help="gptq/shiftadd/kmeans --sensitivity/--error-feedback/--refit: "
+    c.add_argument("--refine", type=int, help="kmeans: passes of coordinate descent that re-choose every index "
+                   "against the layer's output error, each followed by the refit when --refit is on (COMQ; "
+                   "calibrates; default 0)")
+    c.add_argument("--calib-samples", type=int, default=128, help="gptq/shiftadd/calibrated kmeans: "
                    "calibration windows "
                    "(wiki-en train split; the quick profile uses 32)")
     c.add_argument("--calib-seqlen", type=int, default=2048, help="gptq/shiftadd: tokens per calibration "

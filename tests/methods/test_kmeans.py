@@ -5,7 +5,7 @@ import torch
 
 from llmpress.errors import ConfigError
 from llmpress.methods import get_method
-from llmpress.methods.kmeans import KMeansConfig, quantize, quantize_weight, refit_tables
+from llmpress.methods.kmeans import KMeansConfig, coordinate_descent, quantize, quantize_weight, refit_tables
 from llmpress.methods.rtn import RTNConfig
 from llmpress.methods.rtn import quantize_weight as rtn_quantize
 
@@ -155,3 +155,64 @@ def test_refit_config():
     assert KMeansConfig(refit=True).calibrated
     with pytest.raises(ConfigError, match="cluster_dim=1"):
         KMeansConfig(refit=True, cluster_dim=2)
+
+
+def correlated_layer(seed, rows=6, cols=24):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(rows, cols, generator=g)
+    x = torch.randn(200, cols, generator=g) @ (torch.eye(cols) + 0.3 * torch.randn(cols, cols, generator=g))
+    return w, (x.T @ x).double()
+
+
+def test_coordinate_descent_never_raises_the_error_and_ends_at_a_coordinatewise_minimum():
+    w, h = correlated_layer(7)
+    for group_size in (1, 3, 0):
+        c = KMeansConfig(bits=2, group_size=group_size, sensitivity="hessian", error_feedback=True, damp=0)
+        palette = quantize(w, h, c)
+        errors = [out_error(palette, w, h)]
+        for _ in range(20):
+            palette = coordinate_descent(w, h, palette, damp=0, block_size=5)
+            errors.append(out_error(palette, w, h))
+        assert torch.equal(palette.lut, quantize(w, h, c).lut)
+        assert all(b <= a * (1 + 1e-12) for a, b in zip(errors, errors[1:]))
+        assert errors[-1] < errors[0]
+        # brute force: no single index, moved to any other entry, lowers the error any more
+        idx = palette.int_indices().view(6, 24)
+        per = group_size or 6
+        for r in range(6):
+            table = palette.lut[r // per, :, 0]
+            for j in range(24):
+                for k in range(4):
+                    trial = palette.dequantize().double()
+                    trial[r, j] = float(table[k])
+                    d = trial - w.double()
+                    assert float(torch.einsum("ri,ij,rj->", d, h, d)) >= errors[-1] * (1 - 1e-9), (r, j, k, idx[r, j])
+
+
+def test_coordinate_descent_blocks_only_defer_work():
+    w, h = correlated_layer(8, rows=5, cols=40)
+    palette = quantize(w, h, KMeansConfig(bits=3, group_size=1, sensitivity="hessian", damp=0.01))
+    one = coordinate_descent(w, h, palette, block_size=1)
+    assert torch.equal(one.indices, coordinate_descent(w, h, palette, block_size=7).indices)
+    assert torch.equal(one.indices, coordinate_descent(w, h, palette, block_size=40).indices)
+
+
+def test_refine_alternates_with_refit_and_beats_error_feedback():
+    w, h = correlated_layer(9, rows=8, cols=32)
+    c = KMeansConfig(bits=2, group_size=1, sensitivity="hessian", error_feedback=True, damp=0)
+    fed = quantize(w, h, c)
+    refined = quantize(w, h, replace(c, refine=2))
+    assert torch.equal(refined.lut, fed.lut) and out_error(refined, w, h) < out_error(fed, w, h)
+    both = quantize(w, h, replace(c, refine=2, refit=True))
+    step = refit_tables(w, h, coordinate_descent(w, h, fed, damp=0), damp=0)
+    step = refit_tables(w, h, coordinate_descent(w, h, step, damp=0), damp=0)
+    assert torch.equal(both.indices, step.indices) and torch.equal(both.lut, step.lut)
+    assert out_error(both, w, h) < out_error(refined, w, h)
+
+
+def test_refine_config():
+    assert KMeansConfig(refine=1).calibrated and not KMeansConfig().calibrated
+    with pytest.raises(ConfigError, match="cluster_dim=1"):
+        KMeansConfig(refine=1, cluster_dim=2)
+    with pytest.raises(ConfigError):
+        KMeansConfig(refine=-1)

@@ -20,6 +20,13 @@ format is unchanged; only which entry each weight points to differs.
 Optional table refit (``refit=True``), GPTVQ's codebook update: with the indices fixed, each
 table's entries are re-solved by least squares on the output error tr(dW H dW^T) instead of
 being the (weighted) means of their weights, which ignore how the columns' errors correlate.
+
+Optional index refinement (``refine=N``), COMQ's coordinate descent (Zhang et al. 2024) on a
+lookup table instead of an integer grid: N passes over the input columns, each re-choosing every
+weight's entry as the one that minimises tr(dW H dW^T) with all other indices held, which is
+exact and never raises the error. Error feedback is greedy (a column is coded once, against
+errors still to come); the passes revisit every choice with all the others known. With
+``refit`` the tables are re-solved after every pass, so the two steps alternate.
 """
 
 from __future__ import annotations
@@ -55,7 +62,9 @@ class KMeansConfig(JsonConfig):
     Hessian diagonal; needs calibration data); ``error_feedback`` picks the indices with GPTQ's
     column-by-column error compensation (scalars only; needs calibration data), with ``damp`` x
     mean(diag H) added to H's diagonal; ``refit`` then re-solves each table's entries by least
-    squares on the output error with the indices fixed (scalars only; needs calibration data)."""
+    squares on the output error with the indices fixed (scalars only; needs calibration data);
+    ``refine`` passes of coordinate descent on the indices (scalars only; needs calibration data),
+    each followed by a refit when ``refit`` is set."""
 
     bits: int = 3
     group_size: int = 0
@@ -67,10 +76,11 @@ class KMeansConfig(JsonConfig):
     error_feedback: bool = False
     damp: float = 0.01
     refit: bool = False
+    refine: int = 0
 
     def __post_init__(self):
         for name, lo, hi in (("bits", 1, 8), ("group_size", 0, None), ("cluster_dim", 1, None),
-                             ("lloyd_steps", 0, None), ("seed", 0, None)):
+                             ("lloyd_steps", 0, None), ("seed", 0, None), ("refine", 0, None)):
             check_int("k-means", name, getattr(self, name), lo, hi)
         if self.init not in INITS:
             raise ConfigError(f"k-means init must be one of {INITS}, got {self.init!r}")
@@ -82,13 +92,15 @@ class KMeansConfig(JsonConfig):
             raise ConfigError("k-means error_feedback codes one input column at a time; it needs cluster_dim=1")
         if self.refit and self.cluster_dim != 1:
             raise ConfigError("k-means refit solves scalar table entries; it needs cluster_dim=1")
+        if self.refine and self.cluster_dim != 1:
+            raise ConfigError("k-means refine re-chooses one scalar index at a time; it needs cluster_dim=1")
         if not 0 <= self.damp < 1:
             raise ConfigError(f"damp must be in [0, 1) (a fraction of the mean Hessian diagonal), got {self.damp}")
 
     @property
     def calibrated(self) -> bool:
         """Whether quantizing needs each layer's calibration Hessian."""
-        return self.sensitivity != "none" or self.error_feedback or self.refit
+        return self.sensitivity != "none" or self.error_feedback or self.refit or self.refine > 0
 
 
 def quantize_weight(weight: torch.Tensor, config: KMeansConfig, name: str = "weight",
@@ -132,7 +144,26 @@ def quantize(weight: torch.Tensor, hessian: torch.Tensor, config: KMeansConfig, 
     palette = quantize_weight(weight, config, name, importance=importance)
     if config.error_feedback:
         palette = with_error_feedback(weight, hessian, palette, config.damp, name)
-    return refit_tables(weight, hessian, palette, config.damp) if config.refit else palette
+    for _ in range(config.refine):
+        palette = coordinate_descent(weight, hessian, palette, config.damp)
+        if config.refit:
+            palette = refit_tables(weight, hessian, palette, config.damp)
+    if config.refit and not config.refine:
+        palette = refit_tables(weight, hessian, palette, config.damp)
+    return palette
+
+
+def _row_tables(palette: PaletteTensor) -> torch.Tensor:
+    """[rows, K] float64: the scalar table each output row codes with (rows of a group share one)."""
+    rows = palette.spec.shape[0]
+    per_row = palette.spec.group_size or rows
+    return palette.lut[:, :, 0].to(torch.float64).repeat_interleave(per_row, dim=0)[:rows]
+
+
+def _damped(hessian: torch.Tensor, damp: float) -> torch.Tensor:
+    """H + damp x mean(diag H) x I in float64: the objective refit and coordinate descent share."""
+    h = hessian.to(torch.float64)
+    return h + damp * float(torch.diagonal(h).mean()) * torch.eye(h.shape[0], dtype=torch.float64)
 
 
 class _NearestEntry:
@@ -158,11 +189,8 @@ def with_error_feedback(weight: torch.Tensor, hessian: torch.Tensor, palette: Pa
     """``palette``'s tables with indices re-chosen column by column (decreasing H[j, j]) under
     GPTQ's error feedback: weight [out, in], hessian [in, in]. Scalar palettes only."""
     spec = palette.spec
-    rows = spec.shape[0]
     w, order, upper = ordered_inverse(weight, hessian, damp, name, act_order=True)
-    per_row = spec.group_size or rows  # output channels sharing a table
-    tables = palette.lut[:, :, 0].to(torch.float64).repeat_interleave(per_row, dim=0)[:rows]
-    columns = _NearestEntry(tables, order)
+    columns = _NearestEntry(_row_tables(palette), order)
     quantize_columns(w[:, order], upper, columns)
     return PaletteTensor(spec, palette.lut, bitpack.pack(columns.codes, spec.bits))
 
@@ -180,8 +208,7 @@ def refit_tables(weight: torch.Tensor, hessian: torch.Tensor, palette: PaletteTe
         raise ConfigError("refit_tables solves scalar entries; the palette has cluster_dim > 1")
     rows, cols = spec.shape
     k = spec.n_entries
-    h = hessian.to(torch.float64)
-    h = h + damp * float(torch.diagonal(h).mean()) * torch.eye(cols, dtype=torch.float64)
+    h = _damped(hessian, damp)
     onehot = torch.nn.functional.one_hot(palette.int_indices().view(rows, cols), k).to(torch.float64)  # [rows, in, K]
     h_onehot = (h @ onehot.permute(1, 0, 2).reshape(cols, rows * k)).reshape(cols, rows, k).permute(1, 0, 2)
     gram = onehot.transpose(1, 2) @ h_onehot                                            # [rows, K, K]
@@ -197,3 +224,43 @@ def refit_tables(weight: torch.Tensor, hessian: torch.Tensor, palette: PaletteTe
     rhs = torch.where(used, rhs, old)
     lut = torch.linalg.solve(gram, rhs).unsqueeze(-1).to(palette.lut.dtype)
     return PaletteTensor(spec, lut, palette.indices)
+
+
+def coordinate_descent(weight: torch.Tensor, hessian: torch.Tensor, palette: PaletteTensor, damp: float = 0.01,
+                       block_size: int = 128) -> PaletteTensor:
+    """``palette`` after one pass of exact coordinate descent on its indices: weight [out, in],
+    hessian [in, in] (``damp`` x mean(diag H) added to its diagonal). Scalar palettes only.
+
+    With E = W - W^ and G = E H, moving e[r, j] by d changes tr(E H E^T) by 2 d G[r, j] + H[j, j] d^2,
+    so every row picks, for column j, the entry with the lowest change (zero if it keeps its own).
+    Columns are visited in order of decreasing H[j, j]; G's columns inside the current block are
+    kept exact and the rest are brought up to date once per block with one matrix product.
+    """
+    spec = palette.spec
+    if spec.cluster_dim != 1:
+        raise ConfigError("coordinate_descent re-chooses scalar entries; the palette has cluster_dim > 1")
+    rows, cols = spec.shape
+    h = _damped(hessian, damp)
+    order = torch.argsort(torch.diagonal(h), descending=True, stable=True)
+    h = h[order][:, order]
+    tables = _row_tables(palette)                                                               # [rows, K]
+    idx = palette.int_indices().view(rows, cols)[:, order].long()
+    w = weight.detach().to(torch.float64)[:, order]
+    err = w - tables.gather(1, idx)
+    grad = err @ h
+    for b0 in range(0, cols, block_size):
+        b1 = min(b0 + block_size, cols)
+        moved = torch.zeros(rows, b1 - b0, dtype=torch.float64)
+        for j in range(b0, b1):
+            step = (w[:, j:j + 1] - tables) - err[:, j:j + 1]                              # [rows, K]
+            best = (2 * step * grad[:, j:j + 1] + h[j, j] * step * step).argmin(1, keepdim=True)
+            d = step.gather(1, best).squeeze(1)
+            idx[:, j] = best.squeeze(1)
+            err[:, j] += d
+            moved[:, j - b0] = d
+            grad[:, j:b1] += d.unsqueeze(1) * h[j, j:b1].unsqueeze(0)
+        grad[:, :b0] += moved @ h[b0:b1, :b0]
+        grad[:, b1:] += moved @ h[b0:b1, b1:]
+    codes = torch.empty_like(idx)
+    codes[:, order] = idx
+    return PaletteTensor(spec, palette.lut, bitpack.pack(codes.to(torch.uint8), spec.bits))
