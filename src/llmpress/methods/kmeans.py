@@ -233,8 +233,9 @@ def coordinate_descent(weight: torch.Tensor, hessian: torch.Tensor, palette: Pal
 
     With E = W - W^ and G = E H, moving e[r, j] by d changes tr(E H E^T) by 2 d G[r, j] + H[j, j] d^2,
     so every row picks, for column j, the entry with the lowest change (zero if it keeps its own).
-    Columns are visited in order of decreasing H[j, j]; G's columns inside the current block are
-    kept exact and the rest are brought up to date once per block with one matrix product.
+    Columns are visited in order of decreasing H[j, j]. G is kept only for the columns still to be
+    visited: exact inside the current block, and brought up to date for the later columns once
+    per block with one matrix product.
     """
     spec = palette.spec
     if spec.cluster_dim != 1:
@@ -259,7 +260,6 @@ def coordinate_descent(weight: torch.Tensor, hessian: torch.Tensor, palette: Pal
             err[:, j] += d
             moved[:, j - b0] = d
             grad[:, j:b1] += d.unsqueeze(1) * h[j, j:b1].unsqueeze(0)
-        grad[:, :b0] += moved @ h[b0:b1, :b0]
         grad[:, b1:] += moved @ h[b0:b1, b1:]
     codes = torch.empty_like(idx)
     codes[:, order] = idx
