@@ -286,9 +286,9 @@ def main() -> None:
             row.setdefault("tasks", {})[task] = res
             print(label, task, res, flush=True)
             api.write_json(out, data)
-        start = row_dir(work, settings["init_from"]) if settings.get("init_weights") else None
-        if start is not None and start.is_dir() and on_disk and "reassigned" not in row:
-            row["reassigned"] = reassigned(start, Path(row["checkpoint"]))
+        palette = row_dir(work, settings["init_from"]) if settings.get("init_weights") else None
+        if palette is not None and palette.is_dir() and on_disk and "reassigned" not in row:
+            row["reassigned"] = reassigned(palette, Path(row["checkpoint"]))
             print(label, "reassigned", f"{row['reassigned']:.4%}", flush=True)
             api.write_json(out, data)
     print(markdown(data["rows"]))
