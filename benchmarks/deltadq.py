@@ -6,7 +6,7 @@
 The pair: base = the default model, fine-tune = `llmpress finetune --method full --data
 arithmetic` cached under $LLMPRESS_CACHE/finetunes (see FINETUNE below). Every row is the base
 plus a delta compressed by one method at one nominal ratio, evaluated on the arithmetic held-out
-split (greedy exact match, all examples) and, where time allowed, quick-profile wiki-en
+split (greedy exact match, all examples) and, where time allowed, quick-profile wiki
 perplexity. Ratios are exact: every stored tensor byte, and every byte of the saved delta
 directory (manifest included), against the same delta in float16.
 

@@ -10,7 +10,7 @@ Rows, at 3 and at 2 bits for the 210 decoder linears:
   their source named (same protocol, same machine, not re-measured here);
 - k-means: post-training palettization, one table per output row (``--group-size 1``), no training;
 - fp32 fine-tuned: the same data, steps and schedule as DKM without compression, the fair
-  reference for what fine-tuning alone does to wiki-en perplexity;
+  reference for what fine-tuning alone does to wiki perplexity;
 - k-means, Hessian-weighted: the same palettes, each squared error weighted by its input
   column's calibration Hessian diagonal (quick calibration profile, 32 x 512 tokens);
 - DKM: fine-tuned with every linear soft-clustered per output row (one 2**b-entry table per
@@ -23,7 +23,7 @@ Rows, at 3 and at 2 bits for the 210 decoder linears:
   k-means++ and from the error-feedback palette (its tables and decoded weights as the start);
 - k-means with error feedback and then each table refit by least squares on the output error
   (GPTVQ's codebook update), no training;
-- the same distillation on passages of the wiki-en train split instead of natural_instructions,
+- the same distillation on passages of the wiki train split ,
   beside the fp32 model fine-tuned on those passages (every token, same steps): its fair reference;
 - k-means with error feedback, then passes of coordinate descent on the indices alternating with
   the table refit (COMQ's index updates, GPTVQ's codebook update), no training; and distilled DKM
@@ -50,8 +50,8 @@ RESULTS = HERE / "results" / "dkm_train.json"
 FOUNDATION = HERE / "results" / "foundation.json"
 QUICK = 32
 
-# The fine-tuning recipe every trained row shares (natural_instructions, the Alpaca-like split).
-TRAIN = {"data": "natural_instructions", "lr": 2e-4, "warmup_steps": 5, "schedule": "cosine", "batch_size": 8,
+# The fine-tuning recipe every trained row shares (the wiki train split, DESIGN.md: no instruction set is served by a package).
+TRAIN = {"data": "wiki", "loss_on": "all", "lr": 2e-4, "warmup_steps": 5, "schedule": "cosine", "batch_size": 8,
          "seq_len": 128, "eval_interval": 0, "eval_examples": 64, "save_interval": 20, "seed": 0}
 
 
@@ -79,7 +79,7 @@ ROWS = [
     ("dkm 3-bit per-row hessian-kmeans start", "finetune",
      {"method": "dkm", "compression": dkm(3), "init_from": "@kmeans 3-bit per-row hessian"}),
     # DKM whose centroid updates (and k-means++ start) keep the Hessian weighting: the importance
-    # of each linear's input columns from the same quick calibration (32 x 512 tokens of wiki-en train)
+    # of each linear's input columns from the same quick calibration (32 x 512 tokens of wiki train)
     ("dkm 3-bit per-row hessian", "finetune", {"method": "dkm", "compression": dkm(3, "hessian")}),
     ("dkm 3-bit per-row hessian from hessian-kmeans", "finetune",
      {"method": "dkm", "compression": dkm(3, "hessian"), "init_from": "@kmeans 3-bit per-row hessian"}),
@@ -114,12 +114,12 @@ ROWS = [
     ("kmeans 3-bit per-row hessian error-feedback refit", "compress",
      {"method": "kmeans", "bits": 3, "group_size": 1, "sensitivity": "hessian", "error_feedback": True,
       "refit": True, "calib_samples": 32, "calib_seqlen": 512}),
-    # The same distillation on other text: passages of the wiki-en train split (the calibration
+    # The same distillation on other text: passages of the wiki train split (the calibration
     # corpus; the test split that perplexity reads stays unseen). Its fair reference is the fp32
     # model fine-tuned on the same passages, every token, with the same steps.
-    ("fp32 fine-tuned on wiki-en", "finetune", {"method": "full", "data": "wiki-en", "loss_on": "all"}),
-    ("dkm 3-bit per-row hessian distilled on wiki-en from error-feedback", "finetune",
-     {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0, "data": "wiki-en",
+    ("fp32 fine-tuned on wiki", "finetune", {"method": "full", "data": "wiki", "loss_on": "all"}),
+    ("dkm 3-bit per-row hessian distilled on wiki from error-feedback", "finetune",
+     {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0, "data": "wiki",
       "init_from": "@kmeans 3-bit per-row hessian error-feedback", "init_weights": True}),
     # error feedback, then four passes of coordinate descent on the indices, each followed by the
     # table refit (COMQ's index updates alternating with GPTVQ's codebook update), no training;
@@ -194,9 +194,9 @@ def ppl_cell(row: dict, key: str) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    tasks = any("social_iqa" in r.get("tasks", {}) for r in rows)  # the column only once something fills it
+    tasks = any("piqa" in r.get("tasks", {}) for r in rows)  # the column only once something fills it
     lines = ["| method | bits/weight (linears) | size MB | ppl quick | ppl full | "
-             + ("social_iqa acc / acc_norm | " if tasks else "") + "fine-tuning cost |",
+             + ("piqa acc / acc_norm | " if tasks else "") + "fine-tuning cost |",
              "|---|---|---|---|---|---|" + ("---|" if tasks else "")]
     order = {label: i for i, (label, _, _) in enumerate(ROWS)}
     for r in sorted(rows, key=lambda r: order.get(r["method"], len(order))):
@@ -204,7 +204,7 @@ def markdown(rows: list[dict]) -> str:
         if "train_seconds" in r:
             cost = (f"{r['steps']} steps, {r['train_tokens']:,} tokens, {r['train_seconds'] / 60:.0f} min, "
                     f"peak {r['peak_rss_mb'] / 1024:.1f} GB")
-        task = r.get("tasks", {}).get("social_iqa")
+        task = r.get("tasks", {}).get("piqa")
         acc = f"{task['acc']:.3f} / {task['acc_norm']:.3f} ({task['examples']})" if task else "-"
         lines.append(f"| {r['method']} | {r['bits_per_weight']:.3f} | {r['size_mb']:.1f} | {ppl_cell(r, 'ppl_quick')} | "
                      f"{ppl_cell(r, 'ppl_full')} | " + (f"{acc} | " if tasks else "") + f"{cost} |")
@@ -225,7 +225,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30, help="fine-tuning steps of every trained row")
     ap.add_argument("--full", action="store_true", help="also evaluate the full profile (104 windows)")
     ap.add_argument("--only", default="", help="comma-separated row labels to run (default: all)")
-    ap.add_argument("--tasks", default="", help="zero-shot tasks for every row with a checkpoint, e.g. social_iqa")
+    ap.add_argument("--tasks", default="", help="zero-shot tasks for every row with a checkpoint, e.g. piqa,winogrande,arc_easy")
     ap.add_argument("--limit", type=int, help="first N examples of each task")
     ap.add_argument("--render", action="store_true", help="print the table of an existing JSON and exit")
     ap.add_argument("--stage", help=argparse.SUPPRESS)  # internal: run one row in this process
@@ -244,7 +244,7 @@ def main() -> None:
             row["bits_per_weight"] = stored_bits({"tensor_file_bytes": row["size_mb"] * 1e6,
                                                   "groups": row["storage_groups"]})
     data.update({"benchmark": "dkm_train", "model": "default (SmolLM2-135M-Instruct, fp32 from Q4_1 GGUF)",
-                 "corpus": "wiki-en test, seqlen 2048", "train": {**TRAIN, "steps": args.steps},
+                 "corpus": "wiki test, seqlen 2048", "train": {**TRAIN, "steps": args.steps},
                  "command": "python " + " ".join(sys.argv), "machine": api.machine(),
                  # every invocation that added to this file, in order (rows are resumed, not redone)
                  "commands": data.get("commands", []) + ["python " + " ".join(sys.argv)],

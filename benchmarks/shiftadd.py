@@ -2,17 +2,17 @@
 
     python benchmarks/shiftadd.py                       # writes benchmarks/results/shiftadd.json, row by row
     python benchmarks/shiftadd.py --full "gptq 3-bit g64,shiftadd acc 3-bit"   # + full-profile perplexity
-    python benchmarks/shiftadd.py --tasks social_iqa --limit 500               # + zero-shot accuracy
+    python benchmarks/shiftadd.py --tasks piqa --limit 500               # + zero-shot accuracy
     python benchmarks/shiftadd.py --render              # prints the BENCHMARKS.md table from that JSON
 
 Rows: RTN and GPTQ (group 64; GPTQ also with act order), ShiftAdd "lat" (scales per 8-column
 block and 32 rows) and "acc" (scales per column and 192 rows), all at 3 and 2 bits, and ShiftAdd
 "lat" with automated 2/3/4-bit allocation under 2.2 average stored bits. Scales are additive
 powers of two with 2 terms; ShiftAdd visits columns in act order (its default).
-Calibration: the quick profile, 32 windows x 512 tokens of the wiki-en train split, seed 0.
+Calibration: the quick profile, 32 windows x 512 tokens of the wiki train split, seed 0.
 
 Each row is compressed once (bits/weight, wall seconds of calibration + quantization), saved
-under ``--work``, and evaluated on the quick profile (first 32 windows of 2048 tokens of wiki-en
+under ``--work``, and evaluated on the quick profile (first 32 windows of 2048 tokens of wiki
 test). ShiftAdd rows carry the revision of the quantizer that made them (:data:`REVISION`); a
 row from an older revision is moved to ``superseded`` and measured again. The JSON is rewritten
 after every measurement; a rerun resumes where the last one stopped.
@@ -69,10 +69,10 @@ def _ppl(row: dict, key: str) -> str:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| method | bits/weight (linear layers) | compress s | ppl quick (32 windows) | ppl full (104 windows) "
-             "| social_iqa acc / acc_norm |", "|---|---|---|---|---|---|"]
+             "| piqa acc / acc_norm |", "|---|---|---|---|---|---|"]
     order = {label: i for i, (label, _, _) in enumerate(ROWS)}
     for r in sorted(rows, key=lambda r: order.get(r["method"], len(order))):
-        task = r.get("tasks", {}).get("social_iqa")
+        task = r.get("tasks", {}).get("piqa")
         acc = f"{task['acc']:.3f} / {task['acc_norm']:.3f} ({task['examples']})" if task else "-"
         lines.append(f"| {r['method']} | {r['bits_per_weight']:.3f} | {r['compress_seconds']:.0f} | "
                      f"{_ppl(r, 'ppl_quick')} | {_ppl(r, 'ppl_full')} | {acc} |")
@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/llmpress-shiftadd-bench", help="where the checkpoints go")
     ap.add_argument("--only", default="", help="comma-separated row labels to compress and evaluate (default: all)")
     ap.add_argument("--full", default="", help="comma-separated row labels that also get the full profile")
-    ap.add_argument("--tasks", default="", help="zero-shot tasks for every row with a checkpoint, e.g. social_iqa")
+    ap.add_argument("--tasks", default="", help="zero-shot tasks for every row with a checkpoint, e.g. piqa,winogrande,arc_easy")
     ap.add_argument("--limit", type=int, help="first N examples of each task")
     ap.add_argument("--render", action="store_true", help="print the table of an existing JSON and exit")
     args = ap.parse_args()
@@ -111,7 +111,7 @@ def main() -> None:
     data = json.loads(out.read_text()) if out.exists() else {"rows": []}
     revisions.retire(data, current)  # rows of an older quantizer are measured again
     data.update({"benchmark": "shiftadd", "model": "default (SmolLM2-135M-Instruct, fp32 from Q4_1 GGUF)",
-                 "corpus": "wiki-en test", "calibration": {"corpus": "wiki-en train", **CALIB},
+                 "corpus": "wiki test", "calibration": {"corpus": "wiki train", **CALIB},
                  "command": "python " + " ".join(sys.argv), "machine": api.machine(), "revision": REVISION,
                  "commands": data.get("commands", []) + ["python " + " ".join(sys.argv)],
                  "notes": "bits_per_weight counts every stored byte of the 210 compressed decoder linears "

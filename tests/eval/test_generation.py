@@ -1,6 +1,6 @@
 import torch
 
-from llmpress.data.bigbench import Generation
+from llmpress.data.examples import Generation
 from llmpress.eval import evaluate_generation
 from llmpress.eval.generation import first_line, greedy_answers
 

@@ -1,5 +1,4 @@
 import json
-import sys
 
 import pytest
 
@@ -7,7 +6,7 @@ pytest.importorskip("lm_eval")
 
 from llmpress import api  # noqa: E402
 from llmpress.cli import main  # noqa: E402
-from llmpress.data.bigbench import load_task, multiple_choice  # noqa: E402
+from llmpress.data import tasks as zero_shot  # noqa: E402
 from llmpress.errors import ConfigError  # noqa: E402
 from llmpress.eval import evaluate_multiple_choice  # noqa: E402
 from llmpress.eval.harness import evaluate_harness, harness_name, write_task  # noqa: E402
@@ -19,8 +18,8 @@ def argmax(xs):
 
 
 def builtin_scores(model, tok, examples, max_length=2048):
-    reqs = [(ex.context, c) for ex in examples for c in ex.choices]
-    flat = loglikelihoods(model, tok, reqs, batch_size=5, max_length=max_length, progress=False)
+    flat = loglikelihoods(model, tok, [r for ex in examples for r in ex.requests], batch_size=5,
+                          max_length=max_length, progress=False)
     out, k = [], 0
     for ex in examples:
         out.append(flat[k:k + len(ex.choices)])
@@ -29,73 +28,60 @@ def builtin_scores(model, tok, examples, max_length=2048):
 
 
 def assert_same_choices(model, tok, task, max_length=2048):
-    examples = multiple_choice(load_task(task))
+    examples = zero_shot.examples(task)
     h = evaluate_harness(model, tok, [task], batch_size=4, max_length=max_length, samples=True)[task]
     ours = builtin_scores(model, tok, examples, max_length)
-    assert h["gold"] == [ex.gold for ex in examples]
+    assert all(g in (None, ex.gold) for g, ex in zip(h["gold"], examples))
+    assert h["correct"] == [int(argmax(a) == ex.gold) for a, ex in zip(ours, examples)]
     for ex, a, b in zip(examples, ours, h["loglikelihoods"]):
         assert b == pytest.approx(a, abs=1e-4)
         assert argmax(a) == argmax(b)
-        nbytes = [len(c.encode()) for c in ex.choices]
-        assert argmax([v / n for v, n in zip(a, nbytes)]) == argmax([v / n for v, n in zip(b, nbytes)])
     return h, examples
 
 
-def test_harness_agrees_with_builtin_evaluator(tiny_model, tiny_tokenizer, fake_cache):
-    h, examples = assert_same_choices(tiny_model, tiny_tokenizer, "social_iqa")
+@pytest.mark.parametrize("task", ["piqa", "winogrande", "hellaswag", "arc_challenge", "boolq"])
+def test_harness_agrees_with_builtin_evaluator(task, tiny_model, tiny_tokenizer, fake_cache):
+    h, examples = assert_same_choices(tiny_model, tiny_tokenizer, task)
     r = evaluate_multiple_choice(tiny_model, tiny_tokenizer, examples, progress=False)
-    assert (h["acc"], h["acc_bytes"], h["acc_norm"]) == (r["acc"], r["acc_norm"], r["acc_norm"])
-    assert h["examples"] == 12 and h["non_ascii_examples"] == 0
-    assert h["harness_task"] == "llmpress_bigbench_social_iqa"
-    assert (fake_cache / "harness" / "tasks" / "llmpress_bigbench_social_iqa" / "test.jsonl").is_file()
+    assert h["examples"] == r["examples"] == 9
+    assert h["acc"] == r["acc"] and h["acc_stderr"] == pytest.approx(r["acc_stderr"])
+    if "acc_norm" in zero_shot.task(task).metrics:
+        assert h["acc_norm"] == r["acc_norm"] and h["acc_norm_stderr"] == pytest.approx(r["acc_norm_stderr"])
+    else:
+        assert h["acc_norm"] is None  # the harness's own task reports acc only
+    assert h["harness_task"] == f"llmpress_{task}"
 
 
 def test_truncated_long_inputs_score_the_same_window(tiny_model, tiny_tokenizer, fake_cache):
-    assert_same_choices(tiny_model, tiny_tokenizer, "social_iqa", max_length=12)
+    assert_same_choices(tiny_model, tiny_tokenizer, "boolq", max_length=12)
 
 
-def test_non_ascii_choices_normalise_by_bytes(tiny_model, tiny_tokenizer, fake_cache):
-    # load_task reads an already cached member without opening the sdist.
-    task = {"name": "accents", "examples": [
-        {"input": f"the cat {i}", "target_scores": {"café crème": 0, "the old mat": 1, "naïve": 0}}
-        for i in range(3)]}
-    path = fake_cache / "bigbench" / "accents" / "task.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(task, ensure_ascii=False), encoding="utf-8")
-    h, examples = assert_same_choices(tiny_model, tiny_tokenizer, "accents")
-    r = evaluate_multiple_choice(tiny_model, tiny_tokenizer, examples, progress=False)
-    assert h["acc_bytes"] == r["acc_norm"] and h["non_ascii_examples"] == 3
-
-
-def test_task_files(fake_cache, tmp_path):
-    examples = multiple_choice(load_task("social_iqa"))
-    folder = write_task("social_iqa", examples, root=tmp_path)
-    assert harness_name("arithmetic/2_digit_addition") == "llmpress_bigbench_arithmetic_2_digit_addition"
-    docs = [json.loads(line) for line in (folder / "test.jsonl").read_text().splitlines()]
-    assert [(d["context"], tuple(d["choices"]), d["gold"]) for d in docs] == \
-        [(ex.context, ex.choices, ex.gold) for ex in examples]
-    config = json.loads((folder / "llmpress_bigbench_social_iqa.yaml").read_text())
-    assert config["target_delimiter"] == "" and config["output_type"] == "multiple_choice"
-
-
-def test_missing_harness_names_the_extra(monkeypatch, tiny_model, tiny_tokenizer):
-    monkeypatch.setitem(sys.modules, "lm_eval", None)
-    with pytest.raises(ConfigError, match=r"llmpress\[eval\]"):
-        evaluate_harness(tiny_model, tiny_tokenizer, ["social_iqa"])
+def test_task_files_include_the_harness_own_definition(fake_cache, tmp_path):
+    yaml = tmp_path / "piqa.yaml"
+    folder = write_task("piqa", root=tmp_path, yaml_path=yaml)
+    assert harness_name("piqa") == "llmpress_piqa"
+    docs = [json.loads(line) for line in (folder / "validation.jsonl").read_text().splitlines()]
+    assert docs == zero_shot.documents("piqa")
+    config = json.loads((folder / "llmpress_piqa.yaml").read_text())
+    assert config["include"] == str(yaml) and config["dataset_path"] == "json"
+    assert config["training_split"] is None and config["validation_split"] == "validation"
+    assert "doc_to_text" not in config  # prompts come from the harness, not from llmpress
+    with pytest.raises(ConfigError, match="unknown task"):
+        evaluate_harness(None, None, ["social_iqa"])
 
 
 def test_cli_harness_on_a_compressed_checkpoint(tiny_dir, fake_cache, tmp_path, capsys):
     out = tmp_path / "ck"
     api.compress(str(tiny_dir), method="rtn", bits=3, group_size=32, out=out, progress=False)
     js = tmp_path / "r.json"
-    assert main(["eval", str(out), "--tasks", "social_iqa", "--harness", "social_iqa", "--limit", "7",
+    assert main(["eval", str(out), "--tasks", "arc_easy", "--harness", "arc_easy", "--limit", "7",
                  "--batch-size", "4", "--json", str(js)]) == 0
     printed = capsys.readouterr().out
-    assert "social_iqa acc_norm (harness)" in printed and "ppl" not in printed
+    assert "arc_easy acc_norm (harness)" in printed and "ppl" not in printed and "+- " in printed
     r = json.loads(js.read_text())
-    ours, theirs = r["tasks"]["social_iqa"], r["harness"]["social_iqa"]
+    ours, theirs = r["tasks"]["arc_easy"], r["harness"]["arc_easy"]
     assert theirs["examples"] == ours["examples"] == 7
-    assert (theirs["acc"], theirs["acc_bytes"]) == (ours["acc"], ours["acc_norm"])
+    assert (theirs["acc"], theirs["acc_norm"]) == (ours["acc"], ours["acc_norm"])
 
 
 def test_compressed_embedding_and_tied_head(tiny_model, tiny_tokenizer, fake_cache):
@@ -114,5 +100,5 @@ def test_compressed_embedding_and_tied_head(tiny_model, tiny_tokenizer, fake_cac
     tiny_model.eval()
     assert isinstance(tiny_model.model.embed_tokens, CompressedEmbedding)
     head = tiny_model.lm_head
-    assert_same_choices(tiny_model, tiny_tokenizer, "social_iqa")
+    assert_same_choices(tiny_model, tiny_tokenizer, "piqa")
     assert tiny_model.lm_head is head and "tie_weights" not in tiny_model.__dict__

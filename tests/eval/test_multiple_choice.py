@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmpress.data.bigbench import MultipleChoice
+from llmpress.data.examples import MultipleChoice
 from llmpress.eval import evaluate_multiple_choice
 from llmpress.eval.multiple_choice import _encode_pair, loglikelihoods
 
@@ -33,11 +33,13 @@ def test_acc_and_acc_norm(tiny_model, tiny_tokenizer):
     ctx = "Q: the cat sat on\nA:"
     choices = (" the mat", " the old red barn near the river and the gate")
     s = [single(tiny_model, tiny_tokenizer, ctx, c) for c in choices]
-    norm = [v / len(c.encode()) for v, c in zip(s, choices)]
-    ex = [MultipleChoice(ctx, choices, 0), MultipleChoice(ctx, choices, 1)]
+    norm = [v / len(c.lstrip(" ")) for v, c in zip(s, choices)]  # characters of the choice, not its delimiter
+    bare = tuple(c.lstrip(" ") for c in choices)
+    ex = [MultipleChoice.completions(ctx, bare, 0), MultipleChoice.completions(ctx, bare, 1)]
     r = evaluate_multiple_choice(tiny_model, tiny_tokenizer, ex, progress=False)
     best, best_norm = max(range(2), key=s.__getitem__), max(range(2), key=norm.__getitem__)
     assert r["acc"] == 0.5 and r["acc_norm"] == 0.5 and r["examples"] == 2  # one gold each way
+    assert r["acc_stderr"] == pytest.approx(0.5 / 1 ** 0.5 * (2 / 1) ** 0.5 / 2 ** 0.5)  # sample sd / sqrt(n)
     r0 = evaluate_multiple_choice(tiny_model, tiny_tokenizer, ex[:1], progress=False)
     assert r0["acc"] == float(best == 0) and r0["acc_norm"] == float(best_norm == 0)
 
@@ -49,7 +51,8 @@ def test_trailing_newline_moves_too_as_in_the_harness(tiny_tokenizer):
 
 
 def test_per_example_scores(tiny_model, tiny_tokenizer):
-    ex = [MultipleChoice("Q: the cat\nA:", (" sat", " ran past"), 0), MultipleChoice("Q: a\nA:", (" b",), 0)]
+    ex = [MultipleChoice.completions("Q: the cat\nA:", ("sat", "ran past"), 0),
+          MultipleChoice.completions("Q: a\nA:", ("b",), 0)]
     r = evaluate_multiple_choice(tiny_model, tiny_tokenizer, ex, per_example=True, progress=False)
     assert [len(s) for s in r["loglikelihoods"]] == [2, 1]
     assert r["loglikelihoods"][1][0] == pytest.approx(single(tiny_model, tiny_tokenizer, "Q: a\nA:", " b"), abs=1e-4)

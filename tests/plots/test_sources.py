@@ -20,7 +20,7 @@ def test_every_committed_results_file_feeds_a_figure_or_is_skipped_with_a_reason
 
 def test_unknown_results_file_is_reported(tmp_path):
     (tmp_path / "mystery.json").write_text("{}")
-    (tmp_path / "foundation.json").write_text("{}")
+    (tmp_path / "baseline.json").write_text("{}")
     assert sources.unplaced(tmp_path) == ["mystery.json"]
 
 
@@ -28,7 +28,7 @@ def test_ppl_points_gather_every_registered_source_and_keep_the_first_of_a_repea
     def row(method, bits, ppl):
         return {"method": method, "bits_per_weight": bits, "ppl_quick": {"ppl": ppl, "windows": 32}}
 
-    (tmp_path / "foundation.json").write_text(json.dumps({"rows": [
+    (tmp_path / "baseline.json").write_text(json.dumps({"rows": [
         row("fp32", 32.0, 15.4), row("rtn 3-bit g64", 3.3, 46.5),
         {"method": "rtn 4-bit g64", "bits_per_weight": 4.3},  # no perplexity: passed over
     ]}))
@@ -39,7 +39,7 @@ def test_ppl_points_gather_every_registered_source_and_keep_the_first_of_a_repea
         {"method": "dkm 3-bit", "bits_per_weight": 3.1, "ppl_quick": 30.0, "ppl_full": 33.0}]}))
     points = sources.ppl_points(tmp_path)
     assert [(p.source, p.method, p.ppl) for p in points] == [
-        ("foundation", "fp32", 15.4), ("foundation", "rtn 3-bit g64", 46.5),
+        ("baseline", "fp32", 15.4), ("baseline", "rtn 3-bit g64", 46.5),
         ("shiftadd", "shiftadd acc 2-bit", 970.0), ("dkm_train", "dkm 3-bit", 30.0)]
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from llmpress.data.bigbench import Generation
+from llmpress.data.examples import Generation
 from llmpress.errors import ConfigError
 from llmpress.train import TrainConfig, finetune
 from llmpress.train.examples import IGNORE, batch_indices, collate, encode

@@ -1,7 +1,7 @@
 """WikiText-2 through the ``datasets`` library, for comparison with published numbers.
 
 Needs the optional ``datasets`` package and network access to the Hugging Face hub (or its local
-cache); the project's own protocol uses wiki-en, which works offline.
+cache); the project's own protocol uses wiki, which works offline.
 """
 
 from __future__ import annotations
@@ -19,6 +19,6 @@ def split_text(split: str = "test") -> str:
     except Exception as exc:  # datasets raises many types for "offline"
         raise DataUnavailableError(
             f"wikitext2 could not be loaded ({type(exc).__name__}: {exc}); it needs network access to the "
-            "Hugging Face hub or a local datasets cache. Offline, use the built-in corpus: --data wiki-en"
+            "Hugging Face hub or a local datasets cache. Offline, use the built-in corpus: --corpus wiki"
         ) from None
     return "\n\n".join(ds["text"])

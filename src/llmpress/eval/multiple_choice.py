@@ -1,20 +1,22 @@
 """Zero-shot multiple choice by log-likelihood, as lm-evaluation-harness scores it.
 
-Each choice is scored by the sum of its token log-probabilities after the context: ``acc`` picks
-the highest sum, ``acc_norm`` the highest sum divided by the choice's UTF-8 byte length.
-Tokenization follows the harness: the continuation's tokens are those of (context + choice)
-after the tokens of the context alone.
+Each choice is scored by the sum of its continuation's token log-probabilities after its
+context: ``acc`` picks the highest sum, ``acc_norm`` the highest sum divided by the choice text's
+length in characters (the harness's ``acc_norm``). Tokenization follows the harness: the
+continuation's tokens are those of (context + continuation) after the tokens of the context
+alone. Standard errors are the harness's: sample standard deviation / sqrt(n).
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from llmpress.data.bigbench import MultipleChoice
+from llmpress.data.examples import MultipleChoice
 
 
 def _encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -56,25 +58,35 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
     return out
 
 
+def mean_stderr(hits: list[int]) -> float:
+    """Standard error of a mean of 0/1 outcomes (sample variance, as the harness reports it)."""
+    n = len(hits)
+    if n < 2:
+        return float("nan")
+    p = sum(hits) / n
+    return math.sqrt(p * (1 - p) * n / (n - 1) / n)
+
+
 def evaluate_multiple_choice(model, tokenizer, examples: list[MultipleChoice], batch_size: int = 16,
                              limit: int | None = None, progress: bool = True, per_example: bool = False) -> dict:
-    """``acc`` and ``acc_norm`` over ``examples``; ``per_example`` adds each example's choice log-likelihoods."""
+    """``acc`` and ``acc_norm`` with their standard errors over ``examples``; ``per_example`` adds
+    each example's choice log-likelihoods."""
     examples = examples[:limit] if limit else examples
     start = time.perf_counter()
-    requests = [(ex.context, choice) for ex in examples for choice in ex.choices]
+    requests = [r for ex in examples for r in ex.requests]
     scores = loglikelihoods(model, tokenizer, requests, batch_size=batch_size, progress=progress)
-    acc = acc_norm = 0
+    acc, acc_norm, per = [], [], []
     k = 0
-    per = []
     for ex in examples:
         s = scores[k:k + len(ex.choices)]
         k += len(ex.choices)
         per.append(s)
-        norm = [v / len(c.encode("utf-8")) for v, c in zip(s, ex.choices)]
-        acc += int(max(range(len(s)), key=s.__getitem__) == ex.gold)
-        acc_norm += int(max(range(len(norm)), key=norm.__getitem__) == ex.gold)
+        norm = [v / max(1, len(c)) for v, c in zip(s, ex.choices)]
+        acc.append(int(max(range(len(s)), key=s.__getitem__) == ex.gold))
+        acc_norm.append(int(max(range(len(norm)), key=norm.__getitem__) == ex.gold))
     n = len(examples)
-    out = {"acc": acc / n, "acc_norm": acc_norm / n, "examples": n, "seconds": time.perf_counter() - start}
+    out = {"acc": sum(acc) / n, "acc_stderr": mean_stderr(acc), "acc_norm": sum(acc_norm) / n,
+           "acc_norm_stderr": mean_stderr(acc_norm), "examples": n, "seconds": time.perf_counter() - start}
     if per_example:
         out["loglikelihoods"] = per
     return out

@@ -24,11 +24,11 @@ from llmpress.nn.delta_linear import DeltaLinear
 
 
 def calibration_ids(tokenizer, data: str = "arithmetic", n: int = 16, seqlen: int = 256, seed: int = 0) -> torch.Tensor:
-    """[n, seqlen] calibration tokens: seeded windows of the wiki-en train split, or of the
+    """[n, seqlen] calibration tokens: seeded windows of the wiki train split, or of the
     arithmetic training examples (prompt + answer, one per line) for a delta fine-tuned on them."""
     from llmpress.data.wiki import calibration_windows
 
-    if data == "wiki-en":
+    if data == "wiki":
         return calibration_windows(tokenizer, n=n, seqlen=seqlen, seed=seed)
     if data == "arithmetic":
         from llmpress.data.arithmetic import train_eval_split
@@ -36,7 +36,7 @@ def calibration_ids(tokenizer, data: str = "arithmetic", n: int = 16, seqlen: in
         train, _ = train_eval_split()
         text = "\n\n".join(f"{ex.prompt} {ex.targets[0]}" for ex in train)
         return calibration_windows(tokenizer, n=n, seqlen=seqlen, seed=seed, text=text)
-    raise ConfigError(f"unknown calibration data {data!r}; choose 'arithmetic' or 'wiki-en'")
+    raise ConfigError(f"unknown calibration data {data!r}; choose 'arithmetic' or 'wiki'")
 
 
 @torch.no_grad()

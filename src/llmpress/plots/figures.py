@@ -69,7 +69,7 @@ def ppl_vs_bits(points: list[sources.PplPoint], path: Path) -> Path:
         ax.set_xticks(ticks, labels=[str(t) for t in ticks])
         ax.xaxis.minorticks_off()
         ax.set_xlabel("bits per weight (compressed linear layers, every stored byte; log2)")
-        ax.set_ylabel("perplexity, wiki-en test, quick profile (log)")
+        ax.set_ylabel("perplexity, wiki test, quick profile (log)")
         ax.set_title("Perplexity vs bits per weight, default model")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)

@@ -23,7 +23,7 @@ class PplPoint:
     source: str   # the results file's stem
     method: str   # the row's own label, e.g. "shiftadd lat mixed 2.2"
     bits: float   # stored bits per weight of the compressed layers
-    ppl: float    # wiki-en test, quick profile
+    ppl: float    # wiki test, quick profile
 
 
 def _ppl(value) -> float | None:
@@ -45,7 +45,7 @@ def rows_with_ppl(source: str, data: dict) -> list[PplPoint]:
 
 # Registry order decides which file wins when two measured the same method (see ppl_points).
 PPL_SOURCES: dict[str, Callable[[str, dict], list[PplPoint]]] = {
-    "foundation": rows_with_ppl,
+    "baseline": rows_with_ppl,
     "shiftadd": rows_with_ppl,
     "dkm_train": rows_with_ppl,  # DKM fine-tuning results, once committed
 }
@@ -54,6 +54,7 @@ MEMORY_SOURCE = "dkm_memory"
 SKIPPED: dict[str, str] = {  # stem -> why no figure shows it
     "harness_agreement": "an agreement check between two evaluators (a table in BENCHMARKS.md), not a result to plot",
     "shiftadd_kernel": "speed and memory of three kernels on one checkpoint (a table in BENCHMARKS.md)",
+    "reference_ppl": "the plain-transformers perplexity reference (one number per profile, in BENCHMARKS.md)",
 }
 MEMORY_SHAPE = "4096x4096"  # the one shape every eDKM method was measured on, not scaled to
 
@@ -91,7 +92,7 @@ def load(results_dir: Path, stem: str) -> dict | None:
 
 
 def ppl_points(results_dir: Path) -> list[PplPoint]:
-    """Every source's points; a method measured twice (foundation and shiftadd both ran RTN
+    """Every source's points; a method measured twice (baseline and shiftadd both ran RTN
     3-bit g64 under the same protocol) keeps its first registered measurement only."""
     seen, points = set(), []
     for stem, adapter in PPL_SOURCES.items():

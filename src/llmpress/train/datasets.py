@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmpress.data.bigbench import Generation
+from llmpress.data.examples import Generation
 from llmpress.errors import ConfigError
 
 
@@ -12,22 +12,14 @@ def _arithmetic() -> tuple[list[Generation], list[Generation]]:
     return train_eval_split()
 
 
-def _natural_instructions() -> tuple[list[Generation], list[Generation]]:
-    from llmpress.data.instructions import train_eval_split
-
-    train, held = train_eval_split()
-    as_gen = lambda pairs: [Generation(p.input + "\nAnswer:", (p.target,)) for p in pairs]  # noqa: E731
-    return as_gen(train), as_gen(held)
-
-
-def _wiki_en() -> tuple[list[Generation], list[Generation]]:
+def _wiki() -> tuple[list[Generation], list[Generation]]:
     from llmpress.data.wiki import passages
 
     # The train split trains, the validation split is held out; the test split stays unseen.
     return passages("train"), passages("validation")
 
 
-DATASETS = {"arithmetic": _arithmetic, "natural_instructions": _natural_instructions, "wiki-en": _wiki_en}
+DATASETS = {"arithmetic": _arithmetic, "wiki": _wiki}
 
 
 def load_split(name: str) -> tuple[list[Generation], list[Generation]]:

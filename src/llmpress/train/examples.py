@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from llmpress.data.bigbench import Generation
+from llmpress.data.examples import Generation
 from llmpress.errors import ConfigError
 
 IGNORE = -100
@@ -39,8 +39,8 @@ def encode(tokenizer, example: Generation, seq_len: int) -> Encoded:
 
 
 class LazyEncoded:
-    """``encode`` of each example on first use: an instruction split holds ~190k examples with
-    long prompts (minutes to tokenize), of which a run reads only ``steps x batch``."""
+    """``encode`` of each example on first use: a run reads only ``steps x batch`` examples of a
+    split that can hold many more (the wiki train split has ~10k passages)."""
 
     def __init__(self, tokenizer, examples: list[Generation], seq_len: int):
         self.tokenizer, self.examples, self.seq_len = tokenizer, examples, seq_len

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from llmpress.data.bigbench import Generation
+from llmpress.data.examples import Generation
 from llmpress.errors import ConfigError
 from llmpress.eval.generation import evaluate_generation
 from llmpress.train import distributed
