@@ -32,6 +32,7 @@ TASKS = ("piqa", "winogrande", "arc_easy")
 CALIB = dict(calib_samples=32, calib_seqlen=512)
 PER_ROW = dict(group_size=1)  # one palette per output channel, as the k-means rows before the corpus change
 HESSIAN = dict(sensitivity="hessian", **CALIB)
+SHIFTADD = {"acc": dict(mode="acc", row_group=192, terms=2), "lat": dict(mode="lat", row_group=32, terms=2)}
 
 # label -> (method, settings); group 64 because the default model's 576-wide layers are 9 x 64 (DESIGN.md)
 ROWS: dict[str, tuple[str, dict]] = {
@@ -49,6 +50,10 @@ ROWS: dict[str, tuple[str, dict]] = {
         "kmeans", {"bits": 3, **PER_ROW, **HESSIAN, "error_feedback": True, "refine": 4, "refit": True}),
     "kmeans 2-bit per-row hessian error-feedback refined": (
         "kmeans", {"bits": 2, **PER_ROW, **HESSIAN, "error_feedback": True, "refine": 4, "refit": True}),
+    # ShiftAddLLM: "acc" shares scales per column over 192 rows, "lat" per 8-column block over 32 rows
+    # (the shapes the kernels in benchmarks/shiftadd_kernel.py run); 2 power-of-two terms per scale
+    **{f"shiftadd {m} {b}-bit": ("shiftadd", {"bits": b, **SHIFTADD[m], **CALIB}) for b in (3, 2) for m in ("acc", "lat")},
+    "shiftadd lat mixed 2.2": ("shiftadd", {"bits": 2, "avg_bits": 2.2, **SHIFTADD["lat"], **CALIB}),
 }
 
 

@@ -3,8 +3,8 @@
     python benchmarks/shiftadd_kernel.py                 # writes benchmarks/results/shiftadd_kernel.json
     python benchmarks/shiftadd_kernel.py --render        # prints the BENCHMARKS.md table from that JSON
 
-Two ShiftAdd checkpoints of benchmarks/shiftadd.py (3-bit, quick calibration profile; compressed
-here when its work directory is missing): ``lat`` (scales per 8-column block, the kernel-friendly
+Two 3-bit ShiftAdd checkpoints with the settings of the ``shiftadd acc/lat 3-bit`` rows of
+benchmarks/baseline.py (quick calibration profile; compressed here when the work directory lacks them): ``lat`` (scales per 8-column block, the kernel-friendly
 layout: one table per token serves every plane) and ``acc`` (scales per column: a table per plane
 and row block). Each runs with every kernel, each in a fresh process, against the fp32 model:
 - ``fp32``: the uncompressed default model (the reference);
@@ -35,7 +35,7 @@ from llmpress import api
 RESULTS = Path(__file__).parent / "results" / "shiftadd_kernel.json"
 WORK = Path("/tmp/llmpress-shiftadd-bench")
 CALIB = {"calib_samples": 32, "calib_seqlen": 512, "calib_seed": 0}
-CHECKPOINTS = {  # mode -> (work directory name, settings): the rows of benchmarks/shiftadd.py
+CHECKPOINTS = {  # mode -> (work directory name, settings): the 3-bit ShiftAdd rows of benchmarks/baseline.py
     "lat": ("shiftadd_lat_3-bit", {"bits": 3, "mode": "lat", "row_group": 32, "terms": 2}),
     "acc": ("shiftadd_acc_3-bit", {"bits": 3, "mode": "acc", "row_group": 192, "terms": 2}),
 }
@@ -102,7 +102,7 @@ def markdown(data: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(RESULTS))
-    ap.add_argument("--work", default=str(WORK), help="where benchmarks/shiftadd.py left its checkpoints")
+    ap.add_argument("--work", default=str(WORK), help="where the checkpoints are kept between runs")
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--prefill", type=int, default=512)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())

@@ -1,6 +1,6 @@
 """GPTQ and ShiftAddLLM on the real default model (``slow``: tens of minutes on 2 cores).
 
-The orderings asserted here are the ones benchmarks/shiftadd.py measured (BENCHMARKS.md).
+The orderings asserted here are the ones benchmarks/baseline.py measures (BENCHMARKS.md).
 """
 
 import pytest
