@@ -32,15 +32,15 @@ def test_ppl_points_gather_every_registered_source_and_keep_the_first_of_a_repea
         row("fp32", 32.0, 15.4), row("rtn 3-bit g64", 3.3, 46.5),
         {"method": "rtn 4-bit g64", "bits_per_weight": 4.3},  # no perplexity: passed over
     ]}))
-    (tmp_path / "shiftadd.json").write_text(json.dumps({"rows": [row("rtn 3-bit g64", 3.3, 99.0),
-                                                                 row("shiftadd acc 2-bit", 2.2, 970.0)]}))
-    # A lighter writer may store the perplexity as a bare number.
+    # A lighter writer may store the perplexity as a bare number; its repeat of a baseline row loses.
     (tmp_path / "dkm_train.json").write_text(json.dumps({"rows": [
+        row("rtn 3-bit g64", 3.3, 99.0),
         {"method": "dkm 3-bit", "bits_per_weight": 3.1, "ppl_quick": 30.0, "ppl_full": 33.0}]}))
+    (tmp_path / "shiftadd.json").write_text(json.dumps({"rows": [row("shiftadd acc 2-bit", 2.2, 970.0)]}))
     points = sources.ppl_points(tmp_path)
     assert [(p.source, p.method, p.ppl) for p in points] == [
-        ("baseline", "fp32", 15.4), ("baseline", "rtn 3-bit g64", 46.5),
-        ("shiftadd", "shiftadd acc 2-bit", 970.0), ("dkm_train", "dkm 3-bit", 30.0)]
+        ("baseline", "fp32", 15.4), ("baseline", "rtn 3-bit g64", 46.5), ("dkm_train", "dkm 3-bit", 30.0)]
+    assert sources.unplaced(tmp_path) == ["shiftadd.json"]  # its rows moved into baseline.json
 
 
 def test_a_new_benchmark_joins_the_ppl_figure_with_one_registry_entry(tmp_path, monkeypatch):
@@ -54,8 +54,8 @@ def test_a_new_benchmark_joins_the_ppl_figure_with_one_registry_entry(tmp_path, 
 
 def test_missing_files_give_no_points_and_bad_json_names_the_file(tmp_path):
     assert sources.ppl_points(tmp_path) == []
-    (tmp_path / "shiftadd.json").write_text("{not json")
-    with pytest.raises(LlmpressError, match="shiftadd.json is not valid JSON"):
+    (tmp_path / "dkm_train.json").write_text("{not json")
+    with pytest.raises(LlmpressError, match="dkm_train.json is not valid JSON"):
         sources.ppl_points(tmp_path)
 
 

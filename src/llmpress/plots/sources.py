@@ -45,8 +45,7 @@ def rows_with_ppl(source: str, data: dict) -> list[PplPoint]:
 
 # Registry order decides which file wins when two measured the same method (see ppl_points).
 PPL_SOURCES: dict[str, Callable[[str, dict], list[PplPoint]]] = {
-    "baseline": rows_with_ppl,
-    "shiftadd": rows_with_ppl,
+    "baseline": rows_with_ppl,  # fp32, RTN, GPTQ, k-means and ShiftAdd rows
     "dkm_train": rows_with_ppl,  # DKM fine-tuning results, once committed
 }
 DELTA_SOURCE = "deltadq"
@@ -92,8 +91,8 @@ def load(results_dir: Path, stem: str) -> dict | None:
 
 
 def ppl_points(results_dir: Path) -> list[PplPoint]:
-    """Every source's points; a method measured twice (baseline and shiftadd both ran RTN
-    3-bit g64 under the same protocol) keeps its first registered measurement only."""
+    """Every source's points; a method measured twice (a later benchmark rerunning a baseline row
+    as its own reference) keeps its first registered measurement only."""
     seen, points = set(), []
     for stem, adapter in PPL_SOURCES.items():
         data = load(results_dir, stem)
