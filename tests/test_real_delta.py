@@ -10,7 +10,7 @@ from llmpress.eval import evaluate_generation
 from llmpress.methods.deltadq import DeltaDQConfig
 from llmpress.models import delta as dm
 
-FINETUNE = cache_dir() / "finetunes" / "smollm2-arithmetic-full"
+FINETUNE = cache_dir() / "finetunes" / "smollm2-arithmetic-generated"
 
 
 @pytest.mark.slow
