@@ -241,6 +241,12 @@ def main() -> None:
     print(markdown(data))
 
 
+def ordered(rows: dict) -> list[tuple[str, dict]]:
+    """Rows in table order (the JSON stores them sorted by label)."""
+    plan = list(ROWS)
+    return sorted(rows.items(), key=lambda kv: plan.index(kv[0]) if kv[0] in plan else len(plan))
+
+
 def _gain(em: float, base: float, ft: float) -> str:
     return f"{100 * (em - base) / (ft - base):.0f}%" if ft != base else "-"
 
@@ -252,7 +258,7 @@ def markdown(data: dict) -> str:
     head = ["model", "nominal ratio", "exact ratio (tensors)", "exact ratio (directory)", "delta bits/weight",
             "exact match", "gain kept", "answer NLL", *protocol.SCORE_HEAD]
     body = []
-    for label, r in rows.items():
+    for label, r in ordered(rows):
         if "exact_match" not in r:
             continue
         a = r.get("accounting")
@@ -298,7 +304,7 @@ def choices_table(rows: dict) -> str:
     """Per compressed row: mean relative output error on the calibration inputs, and what the
     DeltaDQ search chose (bits k and group size g, counted over the 210 layers)."""
     body = []
-    for label, r in rows.items():
+    for label, r in ordered(rows):
         if layers := r.get("layers"):
             ks = Counter(x["bits"] for x in layers if "bits" in x)
             gs = Counter(x["group"] for x in layers if "group" in x)

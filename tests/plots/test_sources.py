@@ -71,16 +71,13 @@ def test_family_and_setting_split_a_method_label(method, family, setting):
 
 
 def test_delta_series_from_the_committed_json():
-    # Until DeltaDQ is re-measured on the revised protocol (issue 19), its last results live in history/;
-    # the figure code must still read that format.
-    where = RESULTS if (RESULTS / f"{sources.DELTA_SOURCE}.json").is_file() else RESULTS / "history"
-    refs, series = sources.delta_series(sources.load(where, sources.DELTA_SOURCE))
+    refs, series = sources.delta_series(sources.load(RESULTS, sources.DELTA_SOURCE))
     assert set(refs) == {"base", "fine-tune"} and refs["base"] < refs["fine-tune"]
-    assert {"deltadq", "dare"} <= set(series)
+    assert {"deltadq", "dare", "bitdelta"} <= set(series)
     for pts in series.values():
         ratios = [x for x, _ in pts]
         assert ratios == sorted(ratios) and all(0 <= em <= 1 for _, em in pts)
-    assert len(series["deltadq"]) == 6 and 7.9 < series["deltadq"][0][0] < 8.1
+    assert len(series["deltadq"]) == 3 and 15.8 < series["deltadq"][0][0] < 16  # 16x, 128x, 256x
 
 
 def test_memory_bars_are_reductions_against_the_measured_naive_row():
