@@ -35,7 +35,7 @@ import baseline  # benchmarks/ is this script's directory, so on sys.path
 import protocol
 from llmpress import api, deltastore
 from llmpress.cache import cache_dir
-from llmpress.data.arithmetic import train_eval_split
+from llmpress.data.arithmetic import SUBTASKS, train_eval_split
 from llmpress.eval.generation import greedy_answers
 from llmpress.methods.deltadq import config_for
 from llmpress.models import delta as dm
@@ -269,9 +269,30 @@ def markdown(data: dict) -> str:
         cells += [f"{em(r):.3f} ± {r['exact_match']['stderr']:.3f}", _gain(em(r), base_em, ft_em) if a else "-",
                   f"{r['answer_loss']['nll']:.4f}", *protocol.score_cells(r)]
         body.append(cells)
-    parts = [protocol.table(head, body), paired_table(rows), served_line(rows), choices_table(rows),
-             balance_table(data.get("balance"))]
+    parts = [protocol.table(head, body), by_subtask_table(rows), paired_table(rows), served_line(rows),
+             choices_table(rows), balance_table(data.get("balance"))]
     return "\n\n".join(p for p in parts if p)
+
+
+def subtask_of(prompt: str) -> str:
+    """ "Q: What is 161 plus 390?..." -> "3_digit_plus" (both operands have the same digits)."""
+    a, op = re.search(r"What is (\d+) (\w+)", prompt).groups()
+    return f"{len(a)}_digit_{op}"
+
+
+def by_subtask_table(rows: dict) -> str:
+    """Exact match per arithmetic subtask: which questions a delta gives up."""
+    _, held = train_eval_split()
+    names = [subtask_of(ex.prompt) for ex in held]
+    subtasks = [s for s in SUBTASKS if s in names]
+    body = []
+    for label, r in ordered(rows):
+        correct = r.get("exact_match", {}).get("correct")
+        if correct is None or len(correct) != len(held):
+            continue
+        body.append([label] + [f"{sum(c for c, n in zip(correct, names) if n == s) / names.count(s):.3f}"
+                               for s in subtasks])
+    return protocol.table(["model", *subtasks], body) if body else ""
 
 
 def paired_table(rows: dict) -> str:

@@ -38,3 +38,11 @@ def test_best_of_each_method_takes_exact_match_then_the_lower_answer_nll():
     rows = {"fine-tune": row("none", 0.9, 0.1), "dare 16x": row("dare", 0.5, 0.3), "dare 128x": row("dare", 0.5, 0.2),
             "dare 256x": row("dare", 0.4, 0.1), "bitdelta": row("bitdelta", 0.3, 0.5)}
     assert sorted(deltadq.best_of_each_method(rows)) == ["bitdelta", "dare 128x"]
+
+
+def test_every_held_out_question_maps_to_its_subtask():
+    from llmpress.data.arithmetic import SUBTASKS, subtask, train_eval_split
+
+    _, held = train_eval_split()
+    assert {deltadq.subtask_of(ex.prompt) for ex in held} == set(SUBTASKS)
+    assert all(deltadq.subtask_of(ex.prompt) == "3_digit_minus" for ex in subtask("3_digit_minus", n=20))
