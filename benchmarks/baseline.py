@@ -69,6 +69,14 @@ def compressed(label: str):
     return r.loaded, dict(bits_per_weight=s["bits_per_weight"], size_mb=s["size_mb"], compress_seconds=r.seconds)
 
 
+def measured_row(label: str) -> dict:
+    """The committed row ``label`` of results/baseline.json, for benchmarks that compare against it."""
+    rows = {r["method"]: r for r in json.loads(RESULTS.read_text())["rows"]}
+    if label not in rows:
+        raise SystemExit(f"{RESULTS} has no row {label!r}; run benchmarks/baseline.py first")
+    return rows[label]
+
+
 def best_below_4_bits(rows: list[dict]) -> list[str]:
     """Per method (the label's first word), the row with the lowest quick perplexity under 4 bits per
     weight: the row that gets the full profile too. 3 and 2 bits are what this project is for; 8- and

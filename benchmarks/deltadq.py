@@ -184,7 +184,7 @@ def measure(stage: str, label: str, row: dict, models: Models, held) -> bool:
 
 
 def copy_base_scores(row: dict) -> None:
-    fp32 = next(r for r in json.loads(baseline.RESULTS.read_text())["rows"] if r["method"] == "fp32")
+    fp32 = baseline.measured_row("fp32")
     row.update({k: fp32[k] for k in ("ppl_quick", "ppl_full")},
                tasks={t: fp32["tasks"][t] for t in protocol.TASKS},
                scores_source="benchmarks/results/baseline.json, row fp32 (benchmarks/baseline.py)")
@@ -203,12 +203,12 @@ def main() -> None:
     if args.render:
         print(markdown(json.loads(out.read_text())))
         return
-    ft_hash = json.loads((finetune_path() / "llmpress.json").read_text())["files"]["model.safetensors"]["sha256"]
+    manifest = json.loads((finetune_path() / "llmpress.json").read_text())
+    ft_hash = manifest["files"]["model.safetensors"]["sha256"]
     data = json.loads(out.read_text()) if out.is_file() else {}
     if data.get("finetune_sha256") != ft_hash:
         if data:
             print("the results were measured on another fine-tune; starting a new results file", flush=True)
-        manifest = json.loads((finetune_path() / "llmpress.json").read_text())
         data = {"benchmark": "deltadq", "model": protocol.MODEL, "corpus": protocol.CORPUS,
                 "tasks": protocol.TASK_SOURCE, "finetune_sha256": ft_hash, "finetune_recipe": FINETUNE_RECIPE,
                 "finetune": {k: v for k, v in manifest.items() if k in ("config", "extra", "source")},

@@ -120,10 +120,7 @@ def in_subprocess(stage: str, label: str, work: Path, steps: int) -> dict:
 
 
 def from_baseline(label: str) -> dict:
-    rows = {r["method"]: r for r in json.loads(baseline.RESULTS.read_text())["rows"]}
-    if label not in rows:
-        raise SystemExit(f"{baseline.RESULTS} has no row {label!r}; run benchmarks/baseline.py first")
-    return {**rows[label], "kind": "baseline", "source": "benchmarks/results/baseline.json (benchmarks/baseline.py)"}
+    return {**baseline.measured_row(label), "kind": "baseline", "source": "benchmarks/results/baseline.json (benchmarks/baseline.py)"}
 
 
 def reassigned(start: Path, trained: Path) -> float:
