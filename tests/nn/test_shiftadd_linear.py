@@ -42,8 +42,8 @@ def test_state_dict_round_trip_and_registry():
     empty = ShiftAddLinear.from_meta(layer.meta())
     empty.load_state_dict(layer.state_dict())
     x = torch.randn(4, 40)
-    assert empty.kernel == "dense"  # a loaded module evaluates with the fast path
-    assert torch.equal(empty(x), F.linear(x, layer.dequantize(), layer.bias))
+    assert empty.kernel == "auto"  # a loaded module runs from its packed planes
+    torch.testing.assert_close(empty(x), F.linear(x, layer.dequantize(), layer.bias), rtol=1e-5, atol=1e-5)
     assert layer.nbytes == sum(t.numel() * t.element_size() for t in layer.buffers())
 
 

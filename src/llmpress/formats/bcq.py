@@ -155,6 +155,13 @@ class BCQTensor:
         return self.term_values().sum(-1)
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return self.dequantize_rows(0, self.spec.shape[0], dtype)
+
+    def dequantize_rows(self, start: int, stop: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Rows ``start:stop`` of the dequantized weight, [stop - start, cols]."""
         s = self.spec
-        alpha = self.scales().repeat_interleave(s.row_group, 1).repeat_interleave(s.col_group, 2)
-        return (alpha * self.codes()).sum(0).to(dtype)
+        q, cols, n = s.bits, s.shape[1], stop - start
+        planes = self.planes[:, start:stop].reshape(-1)
+        codes = bitpack.unpack(planes, 1, q * n * cols).view(q, n, cols).to(torch.float32) * 2 - 1
+        alpha = self.scales()[:, torch.arange(start, stop) // s.row_group].repeat_interleave(s.col_group, 2)
+        return (alpha * codes).sum(0).to(dtype)

@@ -55,3 +55,21 @@ def unpack(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
     mask = (1 << bits) - 1
     values = (word.unsqueeze(1) >> (torch.arange(8, dtype=torch.int64) * bits)) & mask
     return values.reshape(-1)[:n].to(torch.uint8)
+
+
+def unpack_range(packed: torch.Tensor, bits: int, start: int, n: int) -> torch.Tensor:
+    """Values ``start .. start + n`` of a stream packed by :func:`pack`, as a flat uint8 tensor.
+
+    Reads only the bytes that hold them, so a few rows of a large tensor cost what they hold.
+    """
+    _check_bits(bits)
+    first, end = start * bits // 8, packed_nbytes(start + n, bits)
+    if start < 0 or n < 0 or packed.numel() < end:
+        raise ConfigError(f"values {start}..{start + n} at {bits} bits need {end} bytes, the stream has "
+                          f"{packed.numel()}")
+    offset = start * bits - 8 * first
+    if offset == 0:
+        return unpack(packed.reshape(-1)[first:end], bits, n)
+    stream = unpack(packed.reshape(-1)[first:end], 1, 8 * (end - first))[offset:offset + n * bits]
+    weights = (1 << torch.arange(bits, dtype=torch.int32)).to(torch.int32)
+    return (stream.view(n, bits).to(torch.int32) * weights).sum(1).to(torch.uint8)

@@ -95,10 +95,18 @@ class PaletteTensor:
         return bitpack.unpack(self.indices, s.bits, s.n_groups * s.points_per_group).long().view(s.n_groups, -1)
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        idx = self.int_indices()
-        d = self.spec.cluster_dim
-        w = torch.gather(self.lut.to(torch.float32), 1, idx.unsqueeze(-1).expand(-1, -1, d))
-        return w.reshape(self.spec.shape).to(dtype)
+        return self.dequantize_rows(0, self.spec.shape[0], dtype)
+
+    def dequantize_rows(self, start: int, stop: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Rows ``start:stop`` of the dequantized weight, [stop - start, cols], reading only their bytes."""
+        s = self.spec
+        cols, d, n = s.shape[1], s.cluster_dim, stop - start
+        per_row = cols // d  # points are laid out row after row, so a row's points are contiguous
+        idx = bitpack.unpack_range(self.indices, s.bits, start * per_row, n * per_row).long().view(n, per_row)
+        group = torch.arange(start, stop) // s.group_size if s.group_size else torch.zeros(n, dtype=torch.long)
+        table = self.lut.to(torch.float32)[group]                              # [n, K, d]
+        w = torch.gather(table, 1, idx.unsqueeze(-1).expand(-1, -1, d))
+        return w.reshape(n, cols).to(dtype)
 
 
 def nearest(points: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:

@@ -92,11 +92,16 @@ class UniformTensor:
         return bitpack.unpack(self.zeros, self.spec.bits, rows * g).view(rows, g)
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        rows, cols = self.spec.shape
-        group = self.spec.group
-        q = self.int_codes().to(torch.float32)
+        return self.dequantize_rows(0, self.spec.shape[0], dtype)
+
+    def dequantize_rows(self, start: int, stop: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Rows ``start:stop`` of the dequantized weight, [stop - start, cols], reading only their bytes."""
+        cols, group, g = self.spec.shape[1], self.spec.group, self.spec.n_groups
+        n = stop - start
+        q = bitpack.unpack_range(self.codes, self.spec.bits, start * cols, n * cols).view(n, cols).to(torch.float32)
+        zeros = bitpack.unpack_range(self.zeros, self.spec.bits, start * g, n * g).view(n, g)
         per_col = lambda t: t.to(torch.float32).repeat_interleave(group, dim=1)[:, :cols]  # noqa: E731
-        return ((q - per_col(self.int_zeros())) * per_col(self.scale)).to(dtype)
+        return ((q - per_col(zeros)) * per_col(self.scale[start:stop])).to(dtype)
 
 
 def _round_up_fp16(x: torch.Tensor) -> torch.Tensor:

@@ -3,9 +3,7 @@
 :func:`bcq_matmul_native` is what ``ShiftAddLinear(kernel="native")`` calls: look-up tables for
 a few tokens (decoding), a weight decoded for the one call for many (prefill).
 
-``lut_native.c`` is compiled once per machine with the system C compiler (``$CC``, default
-``cc``; ``-O3 -march=native -fopenmp``) into ``$LLMPRESS_CACHE/kernels/`` and loaded with ctypes,
-so no build step or extra package is needed at install time. The weight stays packed: a layer
+``lut_native.c`` is compiled once per machine (:mod:`.build`). The weight stays packed: a layer
 holds q bits per weight plus its scales, never a dense copy, which is what makes a ShiftAdd model
 small in memory as well as on disk.
 
@@ -18,63 +16,27 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 
-from llmpress.cache import cache_dir
-from llmpress.errors import ConfigError, LlmpressError
+from llmpress.errors import ConfigError
 from llmpress.formats.bcq import BCQTensor
+from llmpress.kernels import build
+from llmpress.kernels.build import KernelUnavailable
+
+__all__ = ["KernelUnavailable", "available", "bcq_dequantize_native", "bcq_lut_matmul_native", "bcq_matmul_native"]
 
 SOURCE = Path(__file__).with_name("lut_native.c")
 # From this many tokens per call (prefill, scoring) one dense product on a weight decoded for the
 # call beats a table per token: table reads grow with the tokens, the decoding does not.
 DENSE_FROM_TOKENS = 16
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
-
-
-class KernelUnavailable(LlmpressError):
-    """The native kernel could not be built here (no C compiler, or it failed)."""
-
-
-def _compiler() -> str:
-    cc = os.environ.get("CC") or "cc"
-    if shutil.which(cc) is None:
-        raise KernelUnavailable(f"the native LUT kernel needs a C compiler and {cc!r} was not found; install gcc "
-                                "(e.g. apt-get install gcc) or set CC, or use ShiftAddLinear kernel='dense'")
-    return cc
-
-
-def _cpu_key() -> str:
-    """What -march=native depends on: a library built on one CPU may not run on another."""
-    try:
-        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
-    except OSError:
-        flags = ""
-    return f"{platform.machine()} {platform.processor()} {flags}"
 
 
 @functools.lru_cache(maxsize=1)
 def library() -> ctypes.CDLL:
     """Build (once per source, compiler and CPU) and load the kernel library."""
-    cc = _compiler()
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, *FLAGS, _cpu_key()]).encode()).hexdigest()[:16]
-    target = cache_dir("kernels") / f"lut_native-{key}.so"
-    if not target.is_file():
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            out = Path(tmp) / target.name
-            done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", str(out)], capture_output=True, text=True)
-            if done.returncode:
-                raise KernelUnavailable(f"building the native LUT kernel failed ({cc}):\n{done.stderr.strip()}")
-            os.replace(out, target)  # atomic: a concurrent build of the same key writes the same bytes
-    lib = ctypes.CDLL(str(target))
+    lib = build.load(SOURCE)
     args = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p,
             ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
     for name in ("lut_matmul_blocks", "lut_matmul_columns"):
@@ -86,11 +48,14 @@ def library() -> ctypes.CDLL:
     return lib
 
 
+@functools.lru_cache(maxsize=1)
 def available() -> bool:
+    """Whether the library builds here; if not, says why once and the portable kernels run."""
     try:
         library()
         return True
-    except KernelUnavailable:
+    except build.KernelUnavailable as e:
+        build.warn_once(str(e))
         return False
 
 

@@ -11,7 +11,8 @@ from llmpress.nn.format_module import FormatModule
 class CompressedEmbedding(FormatModule):
     """Rows of W = ``format.dequantize()`` [num_embeddings, embedding_dim]. ids: [...] -> [..., dim].
 
-    A tied output head is a :class:`~llmpress.nn.CompressedLinear` over the same buffers.
+    Only the looked-up rows are decoded (by the registry's ``rows`` kernel). A tied output head is
+    a :class:`~llmpress.nn.CompressedLinear` over the same buffers.
     """
 
     def __init__(self, fmt, padding_idx: int | None = None):
@@ -28,7 +29,14 @@ class CompressedEmbedding(FormatModule):
         return {**super().meta(), "padding_idx": self.padding_idx}
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return F.embedding(ids, self._weight(torch.float32, ids.device), self.padding_idx)
+        if self.kernel == "dense":
+            return F.embedding(ids, self._weight(torch.float32, ids.device), self.padding_idx)
+        return self.run_kernel(ids.reshape(-1), "rows").reshape(*ids.shape, self.embedding_dim)
+
+    def kernel_names(self, device: torch.device | str = "cpu") -> dict[str, str]:
+        if self.kernel != "auto":
+            return {"rows": self.kernel}
+        return {"rows": self.select_kernel(device, "rows").name}
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, format={self.spec}"

@@ -6,11 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmpress.kernels import registry
 from llmpress.nn.format_module import FormatModule
 
 
 class CompressedLinear(FormatModule):
-    """y = x @ W^T + b with W = ``format.dequantize()``. x: [..., in_features] -> y: [..., out_features]."""
+    """y = x @ W^T + b with W = ``format.dequantize()``. x: [..., in_features] -> y: [..., out_features].
+
+    Computed in float32 from the packed weight by the registry's kernel (see
+    :class:`~llmpress.nn.FormatModule`), returned in x's dtype.
+    """
 
     def __init__(self, fmt, bias: torch.Tensor | None = None):
         super().__init__()
@@ -29,7 +34,18 @@ class CompressedLinear(FormatModule):
         return {**super().meta(), "bias": self.bias is not None}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self._weight(x.dtype, x.device), self.bias)
+        if self.kernel == "dense":
+            return F.linear(x, self._weight(x.dtype, x.device), self.bias)
+        flat = x.reshape(-1, self.in_features).to(torch.float32)
+        y = self.run_kernel(flat, registry.regime(flat.shape[0]))
+        if self.bias is not None:
+            y = y + self.bias.to(torch.float32)
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def kernel_names(self, device: torch.device | str = "cpu") -> dict[str, str]:
+        if self.kernel != "auto":
+            return {"gemv": self.kernel, "gemm": self.kernel}
+        return {r: self.select_kernel(device, r).name for r in ("gemv", "gemm")}
 
     def extra_repr(self) -> str:
         m = self.packed().meta()

@@ -3,44 +3,31 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from llmpress.errors import ConfigError
 from llmpress.kernels import bcq_lut_matmul
 from llmpress.nn.compressed_linear import CompressedLinear
-
-KERNELS = ("lut", "dense", "native")
-
 
 class ShiftAddLinear(CompressedLinear):
     """y = sum_i alpha_i (B_i x) + b for a :class:`~llmpress.formats.bcq.BCQTensor` weight.
 
-    ``kernel="lut"`` computes it multiplication-free: 8-input look-up tables of +-x sums indexed
-    by the packed bit-plane bytes, scales applied as exponent shifts
-    (:func:`llmpress.kernels.bcq_lut_matmul`, plain torch). ``kernel="native"`` is the same
-    look-up product compiled (:mod:`llmpress.kernels.native`, CPU): it reads the packed planes
-    directly, so the layer never holds a dense weight. ``kernel="dense"`` multiplies by the
-    dequantized weight, decoded once and kept (fp32: 32 bits per weight in memory); it is the
-    default for evaluation. All three give the same result up to float rounding (tested).
+    ``kernel="auto"`` (default) runs the registry's kernel: on a CPU the compiled look-up product
+    (:mod:`llmpress.kernels.native`), which reads the packed planes, so the layer never holds a
+    dense weight. ``kernel="lut"`` forces the multiplication-free torch reference: 8-input look-up
+    tables of +-x sums indexed by the packed bit-plane bytes, scales applied as exponent shifts
+    (:func:`llmpress.kernels.bcq_lut_matmul`); ``kernel="native"`` forces the compiled one;
+    ``kernel="dense"`` multiplies by the dequantized weight, decoded once and kept (fp32: 32 bits
+    per weight in memory). All give the same result up to float rounding (tested).
     x: [..., in_features] -> y: [..., out_features].
     """
 
-    def __init__(self, fmt, bias: torch.Tensor | None = None, kernel: str = "dense"):
+    KERNELS = ("auto", "dense", "lut", "native")
+
+    def __init__(self, fmt, bias: torch.Tensor | None = None, kernel: str = "auto"):
         super().__init__(fmt, bias)
         self.kernel = kernel
 
-    @property
-    def kernel(self) -> str:
-        return self._kernel
-
-    @kernel.setter
-    def kernel(self, value: str) -> None:
-        if value not in KERNELS:
-            raise ConfigError(f"ShiftAddLinear kernel must be one of {KERNELS}, got {value!r}")
-        self._kernel = value
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._kernel == "dense":
+        if self._kernel in ("dense", "auto"):
             return super().forward(x)
         flat = x.reshape(-1, self.in_features).to(torch.float32)
         if self._kernel == "native":
@@ -62,7 +49,5 @@ def set_kernel(model: torch.nn.Module, kernel: str) -> int:
     """Switch every ShiftAddLinear of ``model`` to ``kernel``; returns how many there are."""
     layers = [m for m in model.modules() if isinstance(m, ShiftAddLinear)]
     for m in layers:
-        m.kernel = kernel
-        if kernel != "dense":
-            m._dense = None  # the look-up kernels read the packed planes: drop a decoded copy
+        m.kernel = kernel  # drops any decoded copy
     return len(layers)
