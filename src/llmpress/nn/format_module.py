@@ -103,8 +103,17 @@ class FormatModule(nn.Module):
         self._kernel_state = {}
 
     def _apply(self, fn, *args, **kwargs):
+        # A format's tensors are its storage, not compute: ``model.to(dtype)`` / ``.half()`` move
+        # them but keep their dtypes (a float16 table cast to float32 would double its bytes and
+        # lose the native kernels; one cast to bfloat16 would change the weights).
         self._forget()
-        return super()._apply(fn, *args, **kwargs)
+        dtypes = {n: getattr(self, n).dtype for n in self._tensor_names}
+        out = super()._apply(fn, *args, **kwargs)
+        for n, dtype in dtypes.items():
+            t = getattr(self, n)
+            if t.dtype != dtype:
+                self._buffers[n] = t.to(dtype)
+        return out
 
     def _load_from_state_dict(self, *args, **kwargs):
         self._forget()
