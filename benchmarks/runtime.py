@@ -68,6 +68,15 @@ def read_bandwidth_gbs(threads: int) -> float:
     return big.numel() * 4 / best / 1e9
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss it starts afresh at exec, so a
+    row does not inherit the parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -147,7 +156,7 @@ def run_row(row: str, new_tokens: int, prefill: int, threads: int, repeats: int)
            "prefill_ms": prefill_ms, "prefill_tokens": prefill, "new_tokens": new_tokens, "threads": threads,
            "linear_stored_bytes": sum(_bytes(m, False) for _, m in layers),
            "linear_resident_bytes": sum(_bytes(m, True) for _, m in layers),
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "kernels": kernels,
+           "peak_rss_mb": peak_rss_mb(), "kernels": kernels,
            "tokens": tokens}
     if not row.startswith("torch"):
         for m in model.modules():

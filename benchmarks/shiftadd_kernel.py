@@ -8,7 +8,8 @@ benchmarks/baseline.py (quick calibration profile; compressed here when the work
 layout: one table per token serves every plane) and ``acc`` (scales per column: a table per plane
 and row block). Each runs with every kernel, each in a fresh process, against the fp32 model:
 - ``fp32``: the uncompressed default model (the reference);
-- ``dense``: ShiftAddLinear decoding its weight once and keeping it (llmpress's default);
+- ``dense``: ShiftAddLinear decoding its weight once and keeping it (the default before the
+  packed kernels of benchmarks/runtime.py; now ``kernel="dense"``);
 - ``native``: the compiled look-up-table kernel on the packed bit-planes (for 16 tokens or more
   per call, a weight decoded for that call only);
 - ``lut``: the same look-up product in plain torch (the readable reference; decoding only).

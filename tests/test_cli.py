@@ -16,11 +16,17 @@ def test_compress_info_eval_through_the_cli(tiny_dir, fake_cache, tmp_path, caps
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "method rtn" in text and "model.layers.1.mlp.down_proj" in text
+    from llmpress.kernels import packed
+
+    kernel = "native-registers" if packed.available() else "torch-tiles"
+    assert "kernels on this CPU" in text and f"gemv: {kernel}" in text  # read from the manifest alone
     assert main(["info", str(out), "--no-layers"]) == 0
     assert "down_proj" not in capsys.readouterr().out
     assert main(["eval", str(out), "--windows", "2", "--seqlen", "64", "--tasks", "piqa,winogrande",
                  "--json", str(tmp_path / "e.json")]) == 0
+    assert f"gemv: {kernel}" in capsys.readouterr().out
     res = json.loads((tmp_path / "e.json").read_text())
+    assert sum(k["layers"] for k in res["kernels"]) == 14  # 2 layers x 7 linears, all compressed
     p = res["perplexity"]
     assert p["windows"] == 2 and p["tokens"] == 126 and p["ppl"] > 1
     assert res["tasks"]["piqa"]["examples"] == res["tasks"]["winogrande"]["examples"] == 9

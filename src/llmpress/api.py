@@ -202,9 +202,10 @@ def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "qui
     from llmpress.data import tasks as zero_shot
     from llmpress.data.wiki import tokenize
     from llmpress.eval import evaluate_generation, evaluate_multiple_choice, perplexity, windows_for
+    from llmpress.models.kernel_report import kernel_rows, kernel_summary
 
     loaded = load(model)
-    result: dict = {"model": loaded.spec}
+    result: dict = {"model": loaded.spec, "kernels": kernel_summary(kernel_rows(loaded.model))}
     if ppl:
         n = windows if windows is not None else windows_for(profile)
         ids = tokenize(corpus_text(corpus, split), loaded.tokenizer)
@@ -308,7 +309,10 @@ def delta_info(path: str | Path) -> dict:
 
 
 def info(path: str | Path) -> dict:
-    """Manifest summary of a checkpoint: method, bits per weight, size on disk vs fp16, per-layer rows."""
+    """Manifest summary of a checkpoint: method, bits per weight, size on disk vs fp16, per-layer rows,
+    and which kernel its compressed layers run on this machine's CPU."""
+    from llmpress.models.kernel_report import kernel_summary, manifest_kernel_rows
+
     manifest = checkpoint.read_manifest(path)
     s = manifest["storage"]
     on_disk = sum(f["bytes"] for f in manifest["files"].values())
@@ -319,7 +323,7 @@ def info(path: str | Path) -> dict:
             "model_bits_per_weight": s["bits_per_weight"], "groups": s["groups"],
             "tensor_file_bytes": tensors, "disk_bytes": on_disk, "fp16_bytes": s["fp16_bytes"],
             "ratio_vs_fp16": s["fp16_bytes"] / tensors, "layers": manifest["layers"],
-            "versions": manifest["versions"]}
+            "versions": manifest["versions"], "kernels": kernel_summary(manifest_kernel_rows(manifest["modules"]))}
 
 
 def fetch(sources: list[str] | tuple[str, ...] | None = None, model: bool = True) -> dict[str, Path]:

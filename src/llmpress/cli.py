@@ -96,6 +96,7 @@ def _eval(args) -> int:
     if not deltas:
         result = api.evaluate(model, **settings)
         print(f"model: {model}")
+        _print_kernels(result)
         print(format_table(_result_rows(result)))
         if args.json:
             api.write_json(args.json, result)
@@ -112,12 +113,18 @@ def _eval(args) -> int:
         result["served_bytes"] = served_bytes(served.model, base.model)
         print(f"model: {model} + delta {delta} (served unmerged: {result['served_bytes'] / 1e6:.2f} MB of its own "
               f"beside the shared base)")
+        _print_kernels(result)
         print(format_table(_result_rows(result)))
         results[delta] = result
         del served
     if args.json:
         api.write_json(args.json, {"base": model, "deltas": results})
     return 0
+
+
+def _print_kernels(result: dict) -> None:
+    for k in result.get("kernels", []):
+        print(f"kernels: {k['layers']} {k['module']} ({k['format']} {k['bits']}-bit): {k['kernels']}")
 
 
 def _result_rows(result: dict) -> list[dict]:
@@ -162,6 +169,9 @@ def _info(args) -> int:
     groups = [{"group": k, "params": v["params"], "MB": v["bytes"] / 1e6, "bits/weight": v["bits_per_weight"]}
               for k, v in r["groups"].items()]
     print(format_table(groups))
+    if r["kernels"]:
+        print("kernels on this CPU:")
+        print(format_table(r["kernels"]))
     if args.layers:
         print(format_table([{"layer": x["name"], "shape": "x".join(map(str, x["shape"])), "format": x["format"],
                              "bits": x["bits"], "bits/weight": x["bits_per_weight"], "bytes": x["bytes"]}

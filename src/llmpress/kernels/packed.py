@@ -91,8 +91,7 @@ def gemv(x: torch.Tensor, fmt, view: _Weight | None = None, threads: int | None 
     """x [T, in] float32 -> y [T, out] = x W^T; every weight decoded once per call, in registers."""
     x = x.contiguous()
     y = torch.empty(x.shape[0], fmt.spec.shape[0], dtype=torch.float32)
-    view = view or describe(fmt)
-    library().packed_gemv(ctypes.byref(view), x.data_ptr(), x.shape[0], y.data_ptr(),
+    library().packed_gemv(ctypes.byref(view or describe(fmt)), x.data_ptr(), x.shape[0], y.data_ptr(),
                           threads or torch.get_num_threads(), int(portable))
     return y
 

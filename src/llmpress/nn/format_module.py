@@ -78,18 +78,24 @@ class FormatModule(nn.Module):
             self._dense = d
         return d
 
+    def _format(self):
+        """The format object over the current buffers, built once per state (calls are per token)."""
+        fmt = self._kernel_state.get("format")
+        if fmt is None:
+            fmt = self._kernel_state["format"] = self.packed()
+        return fmt
+
     def select_kernel(self, device: torch.device | str, regime: str) -> registry.Kernel:
         """The registry's kernel for this weight on ``device`` in ``regime`` (chosen once, then kept)."""
-        device = torch.device(device).type
-        key = ("kernel", device, regime)
-        k = self._kernel_state.get(key)
+        device = device if isinstance(device, str) else device.type
+        k = self._kernel_state.get((device, regime))
         if k is None:
-            k = self._kernel_state[key] = registry.select(self.packed(), device, regime)
+            k = self._kernel_state[(device, regime)] = registry.select(self._format(), device, regime)
         return k
 
     def run_kernel(self, inputs: torch.Tensor, regime: str) -> torch.Tensor:
-        kernel = self.select_kernel(inputs.device, regime)
-        fmt, state = self.packed(), self._kernel_state
+        kernel = self.select_kernel(inputs.device.type, regime)
+        fmt, state = self._kernel_state["format"], self._kernel_state
         if regime != "rows" and inputs.requires_grad and torch.is_grad_enabled():
             return tiled.PackedMatmul.apply(inputs, lambda x: kernel.run(x, fmt, state), fmt)
         return kernel.run(inputs, fmt, state)
