@@ -59,3 +59,27 @@ def test_gradient_reaches_the_input_through_a_packed_layer():
     xd = x.detach().clone().requires_grad_(True)
     (xd @ w.dequantize().T).square().sum().backward()
     torch.testing.assert_close(x.grad, xd.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_without_a_compiler_the_torch_kernels_run_after_one_warning(monkeypatch, tmp_path):
+    import warnings
+
+    from llmpress.kernels import build
+
+    monkeypatch.setenv("CC", "no-such-compiler-llmpress")
+    monkeypatch.setenv("LLMPRESS_CACHE", str(tmp_path))  # no cached build to fall back on
+    caches = (packed.library, packed.available, build.warn_once)
+    for c in caches:
+        c.cache_clear()
+    try:
+        w = uniform.quantize(torch.randn(8, 16), 3, 8)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            layers = [CompressedLinear(w) for _ in range(3)]
+            assert all(m.kernel_names()["gemv"] == "torch-tiles" for m in layers)
+        assert len([x for x in seen if "needs a C compiler" in str(x.message)]) == 1
+        x = torch.randn(2, 16)
+        torch.testing.assert_close(layers[0](x), x @ w.dequantize().T)
+    finally:
+        for c in caches:
+            c.cache_clear()

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from llmpress.cache import cache_dir
@@ -61,6 +62,16 @@ def load(source: Path) -> ctypes.CDLL:
                 raise KernelUnavailable(f"building {source.name} failed ({cc}):\n{done.stderr.strip()}")
             os.replace(out, target)  # atomic: a concurrent build of the same key writes the same bytes
     return ctypes.CDLL(str(target))
+
+
+def builds(library: Callable[[], ctypes.CDLL]) -> bool:
+    """Whether ``library()`` loads; if not, one warning says why (the portable kernels then run)."""
+    try:
+        library()
+        return True
+    except KernelUnavailable as e:
+        warn_once(str(e))
+        return False
 
 
 @functools.lru_cache(maxsize=None)

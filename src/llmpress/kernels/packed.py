@@ -48,12 +48,7 @@ def library() -> ctypes.CDLL:
 @functools.lru_cache(maxsize=1)
 def available() -> bool:
     """Whether the library builds here; if not, says why once and the portable kernels run."""
-    try:
-        library()
-        return True
-    except build.KernelUnavailable as e:
-        build.warn_once(str(e))
-        return False
+    return build.builds(library)
 
 
 def supports(fmt) -> bool:
