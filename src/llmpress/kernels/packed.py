@@ -20,9 +20,10 @@ from llmpress.formats.uniform import UniformTensor
 from llmpress.kernels import build
 
 SOURCE = Path(__file__).with_name("packed_native.c")
-# Bytes of float32 weight one gemm tile decodes: small enough to stay in L2, large enough that the
-# per-tile call costs nothing next to the product.
-TILE_BYTES = 1 << 20
+# Bytes of float32 weight one gemm tile decodes: a transient buffer, never kept; large enough that
+# the decoder's layers (at most 3.5 MB in float32 on the default model) are one product each,
+# since narrow tiles make torch's matmul markedly slower on long inputs.
+TILE_BYTES = 1 << 22
 
 
 class _Weight(ctypes.Structure):
@@ -108,6 +109,8 @@ def gemm(x: torch.Tensor, fmt, view: _Weight | None = None, threads: int | None 
     out_features, cols = fmt.spec.shape
     view = view or describe(fmt)
     tile = max(16, TILE_BYTES // (4 * cols))
+    if tile >= out_features:
+        return x @ rows(fmt, torch.arange(out_features), view, threads).T
     yt = torch.empty(out_features, x.shape[0], dtype=torch.float32)  # row tiles of y^T are contiguous
     for r0 in range(0, out_features, tile):
         ids = torch.arange(r0, min(r0 + tile, out_features))
