@@ -84,18 +84,39 @@ def test_missing_file(saved):
         checkpoint.load(path)
 
 
-@pytest.mark.parametrize("edit,match", [
-    (lambda m: m.update(format="something-else"), "not an llmpress manifest"),
-    (lambda m: m.update(format_version=99), "format version 99"),
-    (lambda m: m.pop("files"), "lacks its 'files'"),
+@pytest.mark.parametrize("edit,reseal,match", [
+    (lambda m: m.update(format="something-else"), False, "not an llmpress checkpoint manifest"),
+    (lambda m: m.update(format_version=99), False, "format version 99"),
+    (lambda m: m.update(format_version=0), False, "format version 0, this llmpress .* reads version 2"),
+    (lambda m: m.pop("files"), False, "was modified after it was written"),
+    (lambda m: m.pop("manifest_sha256"), False, "carries no manifest_sha256"),
+    (lambda m: m.pop("files"), True, "has files=None, expected dict"),
 ])
-def test_foreign_or_future_manifest(saved, edit, match):
+def test_foreign_future_or_edited_manifest(saved, edit, reseal, match):
+    from llmpress.integrity import seal
+
     _, path = saved
     mf = path / checkpoint.MANIFEST
     manifest = json.loads(mf.read_text())
     edit(manifest)
-    mf.write_text(json.dumps(manifest))
+    mf.write_text(json.dumps(seal.sealed(manifest) if reseal else manifest))
     with pytest.raises(CheckpointError, match=match):
+        checkpoint.load(path)
+
+
+def test_version_1_checkpoint_still_loads_with_a_warning(saved):
+    """Written before manifests carried their own hash: everything else is still checked."""
+    model, path = saved
+    mf = path / checkpoint.MANIFEST
+    manifest = json.loads(mf.read_text())
+    del manifest["manifest_sha256"]
+    manifest["format_version"] = 1
+    mf.write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="format version 1, written before manifests carried"):
+        assert torch.equal(logits(checkpoint.load(path).model), logits(model))
+    manifest["modules"]["model.layers.0.self_attn.q_proj"]["shape"] = [10**7, 10**7]
+    mf.write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match="stores a CompressedLinear"):
         checkpoint.load(path)
 
 

@@ -301,8 +301,9 @@ def delta_info(path: str | Path) -> dict:
 
     m = deltastore.read_manifest(path)
     files = deltastore.directory_bytes(path)
-    acc = dict(m["accounting"])
-    acc.update(directory_bytes=sum(files.values()), directory_ratio=acc["fp16_bytes"] / sum(files.values()))
+    # Recounted from the checked tensors rather than read from the manifest: exact either way
+    # for a delta llmpress wrote, and true for one that was edited.
+    acc = deltastore.load(path).accounting(files)
     return {"path": str(path), "method": m["method"], "config": m["config"], "base": m["base"],
             "finetuned": m["finetuned"], "accounting": acc, "files": files, "dense": m["dense"],
             "shared": m["shared"], "layers": m["layers"], "extra": m.get("extra", {})}
@@ -313,7 +314,7 @@ def info(path: str | Path) -> dict:
     and which kernel its compressed layers run on this machine's CPU."""
     from llmpress.models.kernel_report import kernel_summary, manifest_kernel_rows
 
-    manifest = checkpoint.read_manifest(path)
+    manifest = checkpoint.validate(path)  # everything load() checks, without reading the tensors
     s = manifest["storage"]
     on_disk = sum(f["bytes"] for f in manifest["files"].values())
     tensors = manifest["files"][checkpoint.TENSORS]["bytes"]

@@ -26,17 +26,32 @@ from llmpress import __version__
 from llmpress.cache import atomic_directory, sha256_file
 from llmpress.errors import CheckpointError
 from llmpress.hf.spec import QUANT_METHOD, is_llmpress_config, quantization_config
-from llmpress.models.layers import set_module
+from llmpress.integrity import files as integrity_files
+from llmpress.integrity import manifest as integrity_manifest
+from llmpress.integrity import seal
+from llmpress.integrity.entries import rebuild
+from llmpress.integrity.jsonfile import ANY_KEY, NUMBER, conform, field, integer
+from llmpress.integrity.safetensors_header import read_header
+from llmpress.integrity.tables import FLOATS, compare, of_state
+from llmpress.models.layers import replaceable, set_module
 from llmpress.models.storage import storage_report
 from llmpress.nn import MODULES, CompressedEmbedding
 
 MANIFEST = "llmpress.json"
 TENSORS = "model.safetensors"
 FORMAT_NAME = "llmpress-checkpoint"
-FORMAT_VERSION = 1
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-           "uint8": torch.uint8, "int8": torch.int8, "int16": torch.int16, "int32": torch.int32,
-           "int64": torch.int64, "bool": torch.bool}
+FORMAT_VERSION = 2  # 2: the manifest carries its own sha256 (llmpress.integrity.seal)
+_MAKE = "save one with `llmpress compress`"
+# What readers print from a manifest (llmpress info): checked so a forged table is refused, not
+# a crash in the printer. Its figures are the writer's; the tensors themselves are checked apart.
+_GROUP = {"params": int, "bytes": int, "bits_per_weight": NUMBER}
+_REPORT = {
+    "source": (str, None), "aliases": {ANY_KEY: str}, "versions": {ANY_KEY: str},
+    "storage": {"bits_per_weight": NUMBER, "fp16_bytes": int, "groups": {"compressed": _GROUP, ANY_KEY: _GROUP}},
+    "layers": [{"name": str, "shape": [int], "format": str, "bits": (int, None), "bits_per_weight": NUMBER,
+                "bytes": int}],
+    ANY_KEY: object,
+}
 
 
 @dataclass
@@ -81,16 +96,17 @@ def _storable(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], 
     return tensors, aliases
 
 
-def _write_hf_config(path: Path, model: nn.Module, method: str, config: dict | None) -> None:
+def _write_hf_config(path: Path, model: nn.Module, method: str, config: dict | None,
+                     stored: dict[str, torch.Tensor]) -> None:
     """Make config.json describe the model as saved: its compute dtype (transformers' default
     ``dtype="auto"`` would otherwise pick the float16 of the narrowed tensors) and its compressed
     modules, so transformers' ``from_pretrained`` (after ``import llmpress``) rebuilds them and
-    the directory is also a transformers checkpoint."""
+    the directory is also a transformers checkpoint (with the hash of every ``stored`` tensor)."""
     data = json.loads(path.read_text())
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     if dtype is not None:
         data["dtype"] = _dtype_name(dtype)
-    q = quantization_config(model, method, config)
+    q = quantization_config(model, method, config, stored)
     if q is not None:
         data["quantization_config"] = q
     elif (data.get("quantization_config") or {}).get("quant_method") == QUANT_METHOD:
@@ -110,7 +126,7 @@ def save(model: nn.Module, path: str | Path, *, tokenizer=None, method: str = "n
     with atomic_directory(path, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp / TENSORS), metadata={"format": "pt", "producer": "llmpress"})
         model.config.save_pretrained(tmp)
-        _write_hf_config(tmp / "config.json", model, method, config)
+        _write_hf_config(tmp / "config.json", model, method, config, tensors)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         files = {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size}
@@ -131,64 +147,85 @@ def save(model: nn.Module, path: str | Path, *, tokenizer=None, method: str = "n
             "versions": _library_versions(),
             **({"extra": extra} if extra else {}),
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        (tmp / MANIFEST).write_text(json.dumps(seal.sealed(manifest), indent=1, sort_keys=True))
     return path
 
 
-def load_manifest(path: Path, name: str, format_name: str, format_version: int, kind: str, make: str) -> dict:
-    """The JSON manifest ``path/name`` of an llmpress directory of ``kind`` ("checkpoint", "delta"),
-    checked for its format and version; every failure is a CheckpointError saying what to do.
-    ``make``: the command that creates such a directory, for the error of a missing manifest."""
-    mf = path / name
-    if not mf.is_file():
-        raise CheckpointError(f"{path} has no {name}: not an llmpress {kind} ({make})")
-    try:
-        manifest = json.loads(mf.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{mf} is not valid JSON ({exc}); the {kind} is corrupt, re-create it") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != format_name:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise CheckpointError(f"{mf} is not an llmpress {'' if kind == 'checkpoint' else kind + ' '}manifest "
-                              f"(format={found!r})")
-    version = manifest.get("format_version")
-    if version != format_version:
-        raise CheckpointError(
-            f"{mf} has {kind} format version {version}, this llmpress ({__version__}) reads version "
-            f"{format_version}; use the llmpress version that wrote it (manifest versions: {manifest.get('versions')})"
-        )
-    return manifest
-
-
 def read_manifest(path: str | Path) -> dict:
+    """The manifest of the checkpoint ``path``: format, version and self-hash checked, and every
+    table it must have present with its type. Reads nothing else."""
     path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"{path} is not a directory; an llmpress checkpoint is a directory with {MANIFEST}")
-    manifest = load_manifest(path, MANIFEST, FORMAT_NAME, FORMAT_VERSION, "checkpoint",
-                             "save one with `llmpress compress`")
-    mf = path / MANIFEST
-    for key in ("files", "tensors", "modules", "aliases"):
-        if not isinstance(manifest.get(key), dict):
-            raise CheckpointError(f"{mf} lacks its '{key}' table; the checkpoint is corrupt, re-create it")
+    manifest = integrity_manifest.load(path, MANIFEST, FORMAT_NAME, FORMAT_VERSION, "checkpoint", _MAKE, unsealed=(1,))
+    integrity_manifest.tables(manifest, str(path / MANIFEST),
+                              {"files": dict, "tensors": dict, "modules": dict, "aliases": dict, "method": str,
+                               "config": dict})
+    conform(manifest, _REPORT, str(path / MANIFEST))
     return manifest
 
 
 def verify(path: str | Path, manifest: dict | None = None) -> dict:
-    """Check every file the manifest lists: present, same size, same sha256."""
+    """Check every file the manifest lists: a plain name inside ``path``, present, same size, same sha256."""
     path = Path(path)
     manifest = manifest or read_manifest(path)
-    for name, info in manifest["files"].items():
-        f = path / name
-        if not f.is_file():
-            raise CheckpointError(f"{f} is missing; the checkpoint is incomplete, re-create it")
-        size = f.stat().st_size
-        if size != info["bytes"]:
-            what = "truncated" if size < info["bytes"] else "larger than written"
-            raise CheckpointError(f"{f} is {what}: {size} bytes, the manifest says {info['bytes']}; re-create the checkpoint")
-        if sha256_file(f) != info["sha256"]:
-            raise CheckpointError(f"{f} was modified after saving (sha256 mismatch); re-create the checkpoint")
+    integrity_files.verify(path, manifest["files"], str(path / MANIFEST), "re-create the checkpoint")
     if TENSORS not in manifest["files"]:
         raise CheckpointError(f"{path / MANIFEST} does not list {TENSORS}; the checkpoint is corrupt")
     return manifest
+
+
+@dataclass
+class _Plan:
+    """A checkpoint checked down to its tensor table, with its model built on the meta device."""
+
+    manifest: dict
+    model: nn.Module
+
+
+def validate(path: str | Path, dtype: torch.dtype = torch.float32) -> dict:
+    """Every check :func:`load` makes before reading tensor data (manifest seal, file hashes, the
+    safetensors header against the manifest, every module entry against the stored tensors and the
+    model config); allocates nothing from the files. Returns the manifest."""
+    return _plan(Path(path), dtype).manifest
+
+
+def _plan(path: Path, dtype: torch.dtype) -> _Plan:
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    manifest = verify(path)
+    where = str(path / MANIFEST)
+    header = read_header(path / TENSORS, "checkpoint tensors")
+    described = {}
+    for name, info in manifest["tensors"].items():
+        dtype_name = field(info, "dtype", str, f"{where} tensor {name!r}")
+        shape = field(info, "shape", list, f"{where} tensor {name!r}")
+        described[name] = (dtype_name, tuple(integer(d, f"{where} shape of {name}") for d in shape))
+    compare(described, header.table(), f"{path / TENSORS} against its manifest")
+    try:
+        config = AutoConfig.from_pretrained(path)
+        if is_llmpress_config(config):
+            del config.quantization_config  # rebuilt from the manifest below, not by a transformers quantizer
+        # Parameters on the meta device (no memory); buffers such as rotary tables are real, since
+        # checkpoints do not hold them.
+        with init_empty_weights(include_buffers=False):
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    except Exception as exc:  # transformers raises many types for a config it cannot use
+        raise CheckpointError(f"{path / 'config.json'} does not describe a model transformers can build "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+    for name, meta in manifest["modules"].items():
+        replaceable(model, name, meta, f"{where} module {name!r}")
+        entry = rebuild(MODULES[meta["module"]].from_meta, meta, f"{where} module {name!r}", meta["module"])
+        set_module(model, name, entry)
+    state = model.state_dict()
+    aliases = manifest["aliases"]
+    for alias, owner in aliases.items():
+        if alias not in state or owner not in described or tuple(state[alias].shape) != described[owner][1]:
+            raise CheckpointError(f"{where} aliases {str(alias)[:80]} -> {str(owner)[:80]}, which does not fit the "
+                                  "model or names no stored tensor; the checkpoint is corrupt")
+    expected = of_state({n: t for n, t in state.items() if n not in aliases})
+    compare(expected, described, f"{path} (model config and module table against the stored tensors)",
+            float_any=frozenset(n for n, (d, _) in expected.items() if d in FLOATS))
+    return _Plan(manifest, model)
 
 
 def is_transformers_checkpoint(path: str | Path) -> bool:
@@ -222,52 +259,28 @@ def _load_transformers(path: Path, dtype: torch.dtype) -> Checkpoint:
 
 def load(path: str | Path, dtype: torch.dtype = torch.float32) -> Checkpoint:
     """Rebuild the model (compressed modules included) and its tokenizer from ``path``: an
-    llmpress checkpoint (manifest verified first) or a transformers ``save_pretrained`` directory
-    of an llmpress model (``quantization_config.quant_method == "llmpress"``)."""
-    from accelerate import init_empty_weights
+    llmpress checkpoint (validated before any tensor is read, see :func:`validate`) or a
+    transformers ``save_pretrained`` directory of an llmpress model
+    (``quantization_config.quant_method == "llmpress"``, tensor hashes checked the same way)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     path = Path(path)
     if is_transformers_checkpoint(path):
         return _load_transformers(path, dtype)
-    manifest = verify(path)
+    plan = _plan(path, dtype)
+    manifest, model = plan.manifest, plan.model
     try:
         tensors = load_file(str(path / TENSORS))
     except SafetensorError as exc:
         raise CheckpointError(f"{path / TENSORS} is not a readable safetensors file: {exc}") from None
-    expected = manifest["tensors"]
-    if set(tensors) != set(expected):
-        raise CheckpointError(f"{path / TENSORS} holds tensors {sorted(set(tensors) ^ set(expected))[:5]} that "
-                              "disagree with the manifest; the checkpoint is corrupt")
-    for name, t in tensors.items():
-        if _dtype_name(t.dtype) != expected[name]["dtype"] or list(t.shape) != expected[name]["shape"]:
-            raise CheckpointError(f"tensor {name} in {path / TENSORS} has dtype/shape {t.dtype}/{list(t.shape)}, "
-                                  f"the manifest says {expected[name]}; the checkpoint is corrupt")
-
-    config = AutoConfig.from_pretrained(path)
-    if is_llmpress_config(config):
-        del config.quantization_config  # rebuilt from the manifest below, not by a transformers quantizer
-    # Parameters start on the meta device (no random init, no memory) and take the stored
-    # tensors; buffers such as rotary tables are real, since checkpoints do not hold them.
-    with init_empty_weights(include_buffers=False):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    for name, meta in manifest["modules"].items():
-        cls = MODULES.get(meta.get("module"))
-        if cls is None:
-            raise CheckpointError(f"module {name} uses {meta.get('module')!r}, unknown to llmpress {__version__}; "
-                                  "upgrade llmpress")
-        set_module(model, name, cls.from_meta(meta))
-    for alias, owner in manifest["aliases"].items():
-        if owner not in tensors:
-            raise CheckpointError(f"alias {alias} -> {owner} names no stored tensor; the checkpoint is corrupt")
     wanted = model.state_dict()
-    tensors = {k: v.to(wanted[k].dtype) if k in wanted else v for k, v in tensors.items()}
+    tensors = {k: v.to(wanted[k].dtype) for k, v in tensors.items()}
     result = model.load_state_dict(tensors, strict=False, assign=True)
     missing = set(result.missing_keys) - set(manifest["aliases"])
-    if missing or result.unexpected_keys:
-        raise CheckpointError(f"{path} does not fit its {config.model_type} config: missing {sorted(missing)[:5]}, "
+    if missing or result.unexpected_keys:  # ruled out by validate(); kept as a guard against a transformers change
+        raise CheckpointError(f"{path} does not fit its config: missing {sorted(missing)[:5]}, "
                               f"unexpected {sorted(result.unexpected_keys)[:5]}")
     if not any(isinstance(m, CompressedEmbedding) for m in model.modules()):
         model.tie_weights()  # a compressed embedding has no weight to tie: its head shares buffers instead

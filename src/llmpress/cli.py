@@ -237,7 +237,7 @@ def _delta_info(args) -> int:
     _print_accounting(r["accounting"])
     if args.layers:
         print(format_table([{"layer": x["name"], "bits": x.get("bits"), "group": x.get("group"), "keep": x.get("keep"), "bytes": x["bytes"],
-                             "ratio": x["fp16_bytes"] / x["bytes"], "rel. output error": x["rel_error"]}
+                             "ratio": x["fp16_bytes"] / x["bytes"] if x["bytes"] else None, "rel. output error": x["rel_error"]}
                             for x in r["layers"]]))
     if args.json:
         api.write_json(args.json, r)

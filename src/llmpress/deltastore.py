@@ -25,15 +25,23 @@ from torch import nn
 
 from llmpress import __version__
 from llmpress.cache import atomic_directory, sha256_file
-from llmpress.checkpoint import load_manifest
 from llmpress.errors import CheckpointError
 from llmpress.formats import FORMATS
+from llmpress.integrity import files as integrity_files
+from llmpress.integrity import manifest as integrity_manifest
+from llmpress.integrity import seal
+from llmpress.integrity.entries import rebuild
+from llmpress.integrity import jsonfile
+from llmpress.integrity.jsonfile import ANY_KEY, NUMBER, conform
+from llmpress.integrity.safetensors_header import read_header
+from llmpress.integrity.tables import compare, of_state
 from llmpress.methods.deltadq.accounting import account
 
 MANIFEST = "delta.json"
 TENSORS = "delta.safetensors"
 FORMAT_NAME = "llmpress-delta"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest carries its own sha256 (llmpress.integrity.seal)
+_MAKE = "make one with `llmpress delta compress`"
 DENSE_PREFIX = "dense."
 
 
@@ -95,13 +103,27 @@ def save(delta: Delta, path: str | Path, overwrite: bool = False) -> Path:
             "files": {TENSORS: {"bytes": f.stat().st_size, "sha256": sha256_file(f)}},
             **({"extra": delta.extra} if delta.extra else {}),
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True, separators=(",", ":")))
+        (tmp / MANIFEST).write_text(json.dumps(seal.sealed(manifest), sort_keys=True, separators=(",", ":")))
     return path
 
 
 def read_manifest(path: str | Path) -> dict:
-    return load_manifest(Path(path), MANIFEST, FORMAT_NAME, FORMAT_VERSION, "delta",
-                         "make one with `llmpress delta compress`")
+    """The delta's manifest: format, version and self-hash checked, every table present with its type."""
+    path = Path(path)
+    manifest = integrity_manifest.load(path, MANIFEST, FORMAT_NAME, FORMAT_VERSION, "delta", _MAKE, unsealed=(1,))
+    where = str(path / MANIFEST)
+    integrity_manifest.tables(manifest, where, {
+        "method": str, "config": dict, "base": dict, "finetuned": dict, "linear": dict, "dense": list,
+        "shared": list, "layers": list, "accounting": dict, "files": dict})
+    jsonfile.field(manifest["base"], "sha256_params", str, f"{where} base")
+    jsonfile.field(manifest["base"], "spec", (str, type(None)), f"{where} base")
+    jsonfile.field(manifest["finetuned"], "spec", (str, type(None)), f"{where} finetuned")
+    conform(manifest["layers"], [{"name": str, "bytes": int, "fp16_bytes": int, "rel_error": NUMBER, ANY_KEY: object}],
+            f"{where} layers")
+    for key in ("dense", "shared"):
+        if not all(isinstance(n, str) for n in manifest[key]):
+            raise CheckpointError(f"{where} lists a non-name in '{key}'; the delta is corrupt, re-create it")
+    return manifest
 
 
 def directory_bytes(path: str | Path) -> dict[str, int]:
@@ -110,26 +132,34 @@ def directory_bytes(path: str | Path) -> dict[str, int]:
 
 
 def load(path: str | Path) -> Delta:
+    """The delta in ``path``, checked before any tensor is read: manifest seal, file size and
+    sha256, the safetensors header, and every format entry against the tensors it needs."""
     from safetensors.torch import load_file
 
     path = Path(path)
     manifest = read_manifest(path)
-    info = manifest["files"][TENSORS]
-    f = path / TENSORS
-    if not f.is_file():
-        raise CheckpointError(f"{f} is missing; the delta is incomplete, re-create it")
-    if f.stat().st_size != info["bytes"] or sha256_file(f) != info["sha256"]:
-        raise CheckpointError(f"{f} differs from what was written (size or sha256); the delta is corrupt, re-create it")
-    tensors = load_file(str(f))
-    linear = {}
+    where = str(path / MANIFEST)
+    integrity_files.verify(path, manifest["files"], where, f"re-create the delta ({_MAKE})")
+    if TENSORS not in manifest["files"]:
+        raise CheckpointError(f"{where} does not list {TENSORS}; the delta is corrupt, re-create it")
+    found = read_header(path / TENSORS, "delta tensors").table()
+    expected, linear = {}, {}
     for name, meta in manifest["linear"].items():
-        fmt = FORMATS[meta["format"]].from_meta(meta)
-        for k, placeholder in fmt.tensors().items():
-            t = tensors.get(f"{name}.{k}")
-            if t is None or t.shape != placeholder.shape or t.dtype != placeholder.dtype:
-                raise CheckpointError(f"{f} lacks or mis-sizes tensor {name}.{k}; the delta is corrupt")
-            setattr(fmt, k, t)
-        linear[name] = fmt
+        entry = f"{where} linear {str(name)[:80]!r}"
+        kind = meta.get("format") if isinstance(meta, dict) else None
+        if not isinstance(kind, str) or kind not in FORMATS:
+            raise CheckpointError(f"{entry} uses format {str(kind)[:40]!r}, unknown to llmpress {__version__}; upgrade "
+                                  "llmpress or re-create the delta")
+        linear[name] = fmt = rebuild(FORMATS[kind].from_meta, meta, entry, f"{kind} format")
+        expected.update({f"{name}.{k}": v for k, v in of_state(fmt.tensors()).items()})
+    for name in manifest["dense"]:  # shapes are the base model's, checked when the delta is applied
+        shape = found.get(DENSE_PREFIX + name, (None, ()))[1]
+        expected[DENSE_PREFIX + name] = ("float16", shape)
+    compare(expected, found, f"{path / TENSORS} against its manifest")
+    tensors = load_file(str(path / TENSORS))
+    for name, fmt in linear.items():
+        for k in fmt.tensors():
+            setattr(fmt, k, tensors[f"{name}.{k}"])
     dense = {name: tensors[DENSE_PREFIX + name] for name in manifest["dense"]}
     return Delta(manifest["method"], manifest["config"], manifest["base"]["sha256_params"], linear, dense,
                  manifest["shared"], manifest["layers"], manifest["base"].get("spec"),

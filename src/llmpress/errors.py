@@ -19,3 +19,7 @@ class DataUnavailableError(LlmpressError):
 
 class CheckpointError(LlmpressError):
     """A compressed-model directory is missing, truncated, edited or from another version."""
+
+
+class RunMismatchError(CheckpointError, ConfigError):
+    """A saved training state belongs to a run with other settings (resume with them, or start over)."""

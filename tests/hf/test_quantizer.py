@@ -209,22 +209,57 @@ def test_attach_makes_an_in_memory_model_savable(built, tmp_path):
     assert torch.equal(logits(from_pretrained(tmp_path / "hf")), expected)
 
 
-def test_config_names_a_module_the_model_lacks(editable):
+@pytest.mark.parametrize("reseal,match", [(False, "was modified after it was written"), (True, "names no module")])
+def test_config_names_a_module_the_model_lacks(editable, reseal, match):
+    from llmpress.integrity import seal
+
     path = editable
     f = path / "config.json"
     config = json.loads(f.read_text())
     modules = config["quantization_config"]["modules"]
     modules["model.layers.9.mlp.up_proj"] = modules.pop(next(iter(modules)))
+    if reseal:  # a forged config with its hash recomputed still meets the structural checks
+        config["quantization_config"] = seal.sealed(config["quantization_config"])
     f.write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="does not have"):
+    with pytest.raises(CheckpointError, match=match):
         from_pretrained(path)
 
 
+def test_edited_weights_are_refused_by_from_pretrained(editable):
+    """No llmpress manifest is consulted here: the hashes in quantization_config alone catch it."""
+    from llmpress.integrity.safetensors_header import read_header
+
+    path = editable
+    f = path / "model.safetensors"
+    entry = read_header(f).entries["model.layers.0.self_attn.q_proj.codes"]
+    data = bytearray(f.read_bytes())
+    data[entry.begin] ^= 0x01
+    f.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="q_proj.codes .* differs from the sha256 in quantization_config"):
+        from_pretrained(path)
+
+
+def test_save_pretrained_directory_is_verified_by_llmpress(built, tmp_path):
+    path, expected, _ = built("rtn")
+    model = from_pretrained(path)
+    model.save_pretrained(tmp_path / "hf")
+    assert torch.equal(logits(checkpoint.load(tmp_path / "hf").model), expected)
+    f = tmp_path / "hf" / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0x01
+    f.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="differs from the sha256"):
+        checkpoint.load(tmp_path / "hf")
+
+
 def test_unknown_module_class_is_named(editable):
+    from llmpress.integrity import seal
+
     path = editable
     f = path / "config.json"
     config = json.loads(f.read_text())
     next(iter(config["quantization_config"]["modules"].values()))["module"] = "FancyLinear"
+    config["quantization_config"] = seal.sealed(config["quantization_config"])  # as a newer llmpress writes it
     f.write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="FancyLinear.*upgrade llmpress"):
         from_pretrained(path)

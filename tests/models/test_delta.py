@@ -81,7 +81,7 @@ def test_save_load_round_trip_and_accounting_matches_the_files(pair, tmp_path):
     assert acc["directory_bytes"] == sum(p.stat().st_size for p in path.iterdir())
     assert acc["directory_ratio"] < acc["tensor_ratio"] < acc["linear_ratio"]
     (path / deltastore.TENSORS).write_bytes((path / deltastore.TENSORS).read_bytes()[:-3])
-    with pytest.raises(CheckpointError, match="corrupt"):
+    with pytest.raises(CheckpointError, match="delta.safetensors is truncated"):
         deltastore.load(path)
 
 

@@ -20,6 +20,7 @@ recomputed from the modules, so what is written is what is in memory.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -27,24 +28,12 @@ from transformers.quantizers.base import HfQuantizer
 
 from llmpress.errors import CheckpointError
 from llmpress.hf.config import LlmpressConfig
-from llmpress.hf.spec import QUANT_METHOD, buffer_aliases, compressed_modules, meta_device_tensors
-from llmpress.models.layers import set_module
+from llmpress.hf.spec import QUANT_METHOD, buffer_aliases, compressed_modules, meta_device_tensors, tensor_table
+from llmpress.integrity import seal
+from llmpress.integrity.entries import rebuild
+from llmpress.integrity.safetensors_header import read_header, tensor_digests
+from llmpress.models.layers import replaceable, set_module
 from llmpress.nn import MODULES, CompressedEmbedding
-
-
-def _check_replaceable(model: nn.Module, name: str, meta: dict) -> None:
-    try:
-        old = model.get_submodule(name)
-    except AttributeError:
-        raise CheckpointError(f"quantization_config names module {name!r}, which {type(model).__name__} does not "
-                              "have; the config.json does not belong to this architecture") from None
-    want = nn.Embedding if MODULES[meta["module"]] is CompressedEmbedding else nn.Linear
-    shape = list(meta["shape"])
-    have = [old.num_embeddings, old.embedding_dim] if isinstance(old, nn.Embedding) else \
-        [getattr(old, "out_features", None), getattr(old, "in_features", None)]
-    if not isinstance(old, want) or have != shape:
-        raise CheckpointError(f"module {name} is a {type(old).__name__} {have} in the model but quantization_config "
-                              f"stores a {meta['module']} {shape}; the checkpoint does not fit this config.json")
 
 
 def _tied_key_maps(model: nn.Module):
@@ -70,13 +59,14 @@ class LlmpressHfQuantizer(HfQuantizer):
             # Offloaded buffers stay on the meta device, and a tied head's shared buffers cannot be re-pointed.
             raise ValueError("llmpress checkpoints cannot be offloaded to disk; map every module to a device")
 
-    def _process_model_before_weight_loading(self, model, **kwargs):
+    def _process_model_before_weight_loading(self, model, checkpoint_files=None, **kwargs):
         cfg: LlmpressConfig = self.quantization_config
+        verify_tensor_files(cfg, checkpoint_files)
         for name, meta in cfg.modules.items():
-            _check_replaceable(model, name, meta)
+            replaceable(model, name, meta, f"quantization_config module {name!r}")
             # On the meta device: the loader assigns the stored tensors, no placeholder memory is spent.
-            with torch.device("meta"):
-                set_module(model, name, MODULES[meta["module"]].from_meta(meta))
+            where = f"quantization_config module {name!r}"
+            set_module(model, name, rebuild(MODULES[meta["module"]].from_meta, meta, where, meta["module"]))
         # transformers ties lm_head.weight to embed_tokens.weight by name; a compressed module has no
         # ``weight``, so such ties are dropped and replaced by re-pointing the aliased buffers.
         replaced = set(cfg.modules)
@@ -104,6 +94,9 @@ class LlmpressHfQuantizer(HfQuantizer):
                                   "quantization_config (model.hf_quantizer.remove_quantization_config(model))")
         cfg.modules, cfg.aliases = modules, buffer_aliases(model, modules)
         state = {k: v for k, v in model.state_dict().items() if k not in cfg.aliases}
+        cfg.tensors = tensor_table(state)
+        cfg.manifest_sha256 = None
+        cfg.manifest_sha256 = seal.digest(cfg.to_dict())
         return state, {"producer": "llmpress"}
 
     def _dequantize(self, model, dtype=None):
@@ -122,6 +115,28 @@ class LlmpressHfQuantizer(HfQuantizer):
         # embedding / head) train, the compressed weights are integer buffers and stay fixed.
         # To keep clustering the weights (DKM), dequantize() and wrap with llmpress.models.dkm.
         return True
+
+
+def verify_tensor_files(cfg: LlmpressConfig, files: list[str] | None) -> None:
+    """Check ``cfg`` against its own hash, then every tensor in the safetensors ``files`` (one file or
+    shards) against ``cfg.tensors``, before transformers reads any weight."""
+    seal.check(cfg.to_dict(), "quantization_config in config.json", "re-create the checkpoint")
+    if not files or not all(str(f).endswith(".safetensors") for f in files):
+        raise CheckpointError(f"an llmpress model loads only from safetensors files, got {files}; re-save it with "
+                              "save_pretrained (safe_serialization is the default)")
+    found = {}
+    for f in files:
+        found.update(tensor_digests(read_header(Path(f), "model weights")))
+    for name, digest in found.items():
+        want = cfg.tensors.get(name)
+        if not isinstance(want, dict) or want.get("sha256") != digest:
+            what = "is not listed in" if not isinstance(want, dict) else "differs from the sha256 in"
+            raise CheckpointError(f"tensor {name} in {Path(files[0]).parent} {what} quantization_config; the weights "
+                                  "were modified after saving or belong to another model, re-create the checkpoint")
+    for name, want in cfg.tensors.items():
+        if name not in found and not (isinstance(want, dict) and want.get("same_as") in found):
+            raise CheckpointError(f"tensor {name} listed in quantization_config is in none of {len(files)} weight "
+                                  "file(s); the checkpoint is incomplete, re-create it")
 
 
 def repoint_aliases(model: nn.Module, aliases: dict[str, str]) -> None:

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 QUANT_METHOD = "llmpress"
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: a sha256 per stored tensor and of the quantization_config itself
 
 
 def compressed_modules(model: nn.Module) -> dict[str, dict]:
@@ -39,14 +39,39 @@ def buffer_aliases(model: nn.Module, modules: dict[str, dict]) -> dict[str, str]
     return aliases
 
 
-def quantization_config(model: nn.Module, method: str = "none", method_config: dict | None = None) -> dict | None:
-    """The ``quantization_config`` entry of config.json, or None for a model with nothing compressed."""
+def tensor_table(stored: dict) -> dict[str, dict]:
+    """name -> {"sha256": digest of the tensor's bytes as stored} for every tensor about to be written,
+    or {"same_as": name} for one sharing another's storage (a writer such as transformers keeps
+    only one of them). Layout-independent: a reader hashes each tensor's byte range in whichever
+    file or shard holds it."""
+    import hashlib
+
+    import torch
+
+    out, owner = {}, {}
+    for name, t in stored.items():
+        key = (t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
+        if t.numel() and key in owner:
+            out[name] = {"same_as": owner[key]}
+            continue
+        owner[key] = name
+        raw = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+        out[name] = {"sha256": hashlib.sha256(raw.numpy().tobytes()).hexdigest()}
+    return out
+
+
+def quantization_config(model: nn.Module, method: str = "none", method_config: dict | None = None,
+                        stored: dict | None = None) -> dict | None:
+    """The ``quantization_config`` entry of config.json (sealed, with the hash of every tensor in
+    ``stored``: what is about to be written), or None for a model with nothing compressed."""
+    from llmpress.integrity import seal
+
     modules = compressed_modules(model)
     if not modules:
         return None
-    return {"quant_method": QUANT_METHOD, "spec_version": SPEC_VERSION, "method": method,
-            "method_config": dict(method_config or {}), "modules": modules,
-            "aliases": buffer_aliases(model, modules)}
+    return seal.sealed({"quant_method": QUANT_METHOD, "spec_version": SPEC_VERSION, "method": method,
+                        "method_config": dict(method_config or {}), "modules": modules,
+                        "aliases": buffer_aliases(model, modules), "tensors": tensor_table(stored or {})})
 
 
 def is_llmpress_config(config: object) -> bool:

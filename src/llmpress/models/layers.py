@@ -31,6 +31,34 @@ def compressible_linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
     return layers
 
 
+def replaceable(model: nn.Module, name: object, meta: dict, where: str) -> None:
+    """Raise CheckpointError unless ``model`` has a plain ``nn.Linear`` / ``nn.Embedding`` at ``name``
+    of the shape the compressed-module entry ``meta`` (read from ``where``) describes."""
+    from llmpress.errors import CheckpointError
+    from llmpress.nn import MODULES, CompressedEmbedding
+
+    kind = meta.get("module") if isinstance(meta, dict) else None
+    cls = MODULES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        got = meta.get("module") if isinstance(meta, dict) else meta
+        raise CheckpointError(f"{where} uses module {str(got)[:40]!r}, unknown to this llmpress (known: "
+                              f"{sorted(MODULES)}); upgrade llmpress or re-create the checkpoint")
+    try:
+        old = model.get_submodule(name) if isinstance(name, str) and name else None
+    except AttributeError:
+        old = None
+    if old is None:
+        raise CheckpointError(f"{where} names no module of {type(model).__name__}; the checkpoint does not belong "
+                              "to this model config")
+    want = nn.Embedding if cls is CompressedEmbedding else nn.Linear
+    shape = meta.get("shape")
+    have = [old.num_embeddings, old.embedding_dim] if isinstance(old, nn.Embedding) else \
+        [getattr(old, "out_features", None), getattr(old, "in_features", None)]
+    if not isinstance(old, want) or have != shape:
+        raise CheckpointError(f"{where} stores a {cls.__name__} {str(shape)[:60]}, but the model config makes it "
+                              f"a {type(old).__name__} {have}; the checkpoint does not fit its config, re-create it")
+
+
 def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
