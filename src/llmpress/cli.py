@@ -269,6 +269,7 @@ def _bench_plot(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmpress", description="Compress pretrained large language models.")
     p.add_argument("--version", action="version", version=f"llmpress {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compress", help="compress a model and save a checkpoint directory")
@@ -453,8 +454,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (LlmpressError, FileExistsError) as exc:
+        if args.debug:
+            raise
         print(f"llmpress: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("llmpress: interrupted (outputs are written atomically: nothing half-written was left)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, or an input no check foresaw: one line, the traceback on request
+        if args.debug:
+            raise
+        text = str(exc).splitlines()[0][:300] if str(exc) else ""
+        print(f"llmpress: internal error: {type(exc).__name__}: {text} (run with --debug for the traceback, and "
+              "please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -100,6 +100,9 @@ def tokenize(text: str, tokenizer) -> torch.Tensor:
 def calibration_windows(tokenizer, n: int = 128, seqlen: int = 2048, seed: int = 0,
                         text: str | None = None) -> torch.Tensor:
     """[n, seqlen] token windows at seeded random offsets of the train split."""
+    if n < 1 or seqlen < 2:
+        raise ConfigError(f"calibration needs at least 1 window of at least 2 tokens, got {n} windows of {seqlen} "
+                          "(--calib-samples / --calib-seqlen)")
     ids = tokenize(text if text is not None else split_text("train"), tokenizer)
     if ids.numel() <= seqlen:
         raise ConfigError(f"calibration text has {ids.numel()} tokens, fewer than seqlen={seqlen}")

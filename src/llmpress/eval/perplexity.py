@@ -33,6 +33,8 @@ def perplexity(model: torch.nn.Module, ids: torch.Tensor, seqlen: int = 2048, ma
         raise ConfigError(f"perplexity takes a 1-D token tensor, got shape {tuple(ids.shape)}")
     if seqlen < 2:
         raise ConfigError(f"seqlen must be >= 2, got {seqlen}")
+    if max_windows is not None and max_windows < 1:
+        raise ConfigError(f"--windows must be at least 1, got {max_windows} (or leave it out to use --profile)")
     total_windows = ids.numel() // seqlen
     if total_windows == 0:
         raise ConfigError(f"text has {ids.numel()} tokens, fewer than one window of seqlen={seqlen}")
