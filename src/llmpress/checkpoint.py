@@ -31,6 +31,7 @@ from llmpress.integrity import manifest as integrity_manifest
 from llmpress.integrity import seal
 from llmpress.integrity.entries import rebuild
 from llmpress.integrity.jsonfile import ANY_KEY, NUMBER, conform, field, integer
+from llmpress.integrity.jsonfile import read as read_json
 from llmpress.integrity.safetensors_header import read_header
 from llmpress.integrity.tables import FLOATS, compare, of_state
 from llmpress.models.layers import replaceable, set_module
@@ -234,15 +235,16 @@ def is_transformers_checkpoint(path: str | Path) -> bool:
     if not f.is_file() or (Path(path) / MANIFEST).is_file():
         return False
     try:
-        q = json.loads(f.read_text()).get("quantization_config") or {}
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        data = read_json(f, "model config", "re-create the checkpoint")
+    except CheckpointError:
         return False
+    q = (data.get("quantization_config") if isinstance(data, dict) else None) or {}
     return isinstance(q, dict) and q.get("quant_method") == QUANT_METHOD
 
 
 def _load_transformers(path: Path, dtype: torch.dtype) -> Checkpoint:
-    """Through transformers' ``from_pretrained`` (the llmpress quantizer rebuilds the modules).
-    Such a directory has no manifest, so there are no hashes to verify."""
+    """Through transformers' ``from_pretrained``: the llmpress quantizer checks the hashes in
+    ``quantization_config`` against every tensor, then rebuilds the modules."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from llmpress.hf import register
@@ -253,7 +255,7 @@ def _load_transformers(path: Path, dtype: torch.dtype) -> Checkpoint:
     has_tokenizer = any(path.glob("tokenizer*"))
     tokenizer = AutoTokenizer.from_pretrained(path) if has_tokenizer else None
     manifest = {"format": "transformers", "method": q["method"], "config": q["method_config"],
-                "modules": q["modules"], "aliases": q["aliases"], "verified": False}
+                "modules": q["modules"], "aliases": q["aliases"], "verified": "tensor sha256 in quantization_config"}
     return Checkpoint(model, tokenizer, manifest, path)
 
 

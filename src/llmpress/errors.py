@@ -18,7 +18,17 @@ class DataUnavailableError(LlmpressError):
 
 
 class CheckpointError(LlmpressError):
-    """A compressed-model directory is missing, truncated, edited or from another version."""
+    """A compressed-model directory is missing, truncated, edited or from another version.
+
+    Its message is always one line: names quoted from an untrusted file may hold newlines or
+    other control characters, which are escaped (they could otherwise forge log lines)."""
+
+    def __init__(self, *args):
+        super().__init__(*(_one_line(a) if isinstance(a, str) else a for a in args))
+
+
+def _one_line(text: str) -> str:
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 class RunMismatchError(CheckpointError, ConfigError):

@@ -69,3 +69,8 @@ def test_typed_fields():
             jsonfile.field(table, "a", int, "w")
     with pytest.raises(CheckpointError, match="expected an integer"):
         jsonfile.integer(2**70, "w")
+
+
+def test_checkpoint_errors_are_one_line_whatever_names_they_quote():
+    err = CheckpointError("tensor a\nllmpress: ok\r\x1b[2J listed")
+    assert str(err) == "tensor a\\nllmpress: ok\\r\\x1b[2J listed"
