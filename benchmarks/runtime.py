@@ -1,9 +1,11 @@
 """Run-time speed and memory of compressed models on the CPU, side by side with torch (issue 20).
 
-    python benchmarks/runtime.py             # writes benchmarks/results/runtime.json (~15 min on 2 cores)
+    python benchmarks/runtime.py             # writes benchmarks/results/runtime.json (~8 min on 2 cores)
     python benchmarks/runtime.py --render    # prints the BENCHMARKS.md table from that JSON
 
-Rows, each in a fresh process with the same thread count, all on the default model: torch fp32,
+Rows, each in a fresh process with the same thread count, in ``--rounds`` interleaved rounds
+(figures are medians over rounds; this machine is shared and one row alone varied by more than 40%
+between runs), all on the default model: torch fp32,
 torch bf16, and llmpress checkpoints of each weight kind, run from their packed weights by the
 registry's kernels (``kernel="auto"``, the default): palette per row (plain k-means, 3 and 2
 bits), uniform codes (RTN, group 64, 3 and 2 bits) and ShiftAdd binary codes (lat 3-bit, the
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -166,6 +169,24 @@ def run_row(row: str, new_tokens: int, prefill: int, threads: int, repeats: int)
     return out
 
 
+TIMINGS = ("decode_ms", "linears_ms", "head_ms", "prefill_ms")
+
+
+def combine(runs: list[dict]) -> dict:
+    """One row from its rounds: the median of each timing, the worst peak RSS, and the token check
+    of every round; the rounds themselves are kept."""
+    median = statistics.median
+    out = dict(runs[0])
+    for key in TIMINGS:
+        out[key] = median([r[key] for r in runs])
+    out["shape_ms"] = {k: median([r["shape_ms"][k] for r in runs]) for k in runs[0]["shape_ms"]}
+    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    if "same_tokens_as_dense" in out:
+        out["same_tokens_as_dense"] = all(r["same_tokens_as_dense"] for r in runs)
+    out["rounds"] = [{**{k: r[k] for k in TIMINGS}, "shape_ms": r["shape_ms"]} for r in runs]
+    return out
+
+
 def markdown(data: dict) -> str:
     fp32 = next(r for r in data["rows"] if r["row"] == "torch fp32")
     head = ("| model | linears resident / stored (MB) | peak RSS (MB) | linears ms/token (bound) | "
@@ -190,6 +211,7 @@ def main() -> None:
     ap.add_argument("--prefill", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--rounds", type=int, default=3, help="runs of every row, interleaved; figures are medians")
     ap.add_argument("--only", action="append", choices=ROWS, help="measure these rows (default: all)")
     ap.add_argument("--render", action="store_true")
     ap.add_argument("--row", help=argparse.SUPPRESS)  # internal: one row in this process
@@ -208,21 +230,29 @@ def main() -> None:
             api.compress("default", method, out=_work(name), overwrite=True, **settings)
     bandwidth = read_bandwidth_gbs(args.threads)
     data = json.loads(out.read_text()) if out.is_file() and args.only else {"rows": []}
-    for name in rows:
-        cmd = [sys.executable, __file__, "--row", name, "--new-tokens", str(args.new_tokens),
-               "--prefill", str(args.prefill), "--threads", str(args.threads), "--repeats", str(args.repeats)]
-        done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
-        r = json.loads(done.stdout.strip().splitlines()[-1])
-        r["bound_ms"] = 1000 * r["linear_stored_bytes"] / (bandwidth * 1e9)
-        data["rows"] = [x for x in data["rows"] if x["row"] != name] + [r]
-        data["rows"].sort(key=lambda x: ROWS.index(x["row"]))
-        data.update({"benchmark": "runtime", "command": "python " + " ".join(sys.argv), "machine": api.machine(),
-                     "read_bandwidth_gbs": bandwidth, "prompt": PROMPT, "prefill": args.prefill,
-                     "checkpoints": {n: {"method": m, "settings": s} for n, (m, s) in CHECKPOINTS.items()},
-                     "notes": "each row ran in a fresh process; the output head is the float embedding's tied "
-                              "head in every row (not compressed by these methods)"})
-        api.write_json(out, data)
-        print(name, {k: v for k, v in r.items() if k not in ("tokens", "kernels")}, flush=True)
+    runs: dict[str, list[dict]] = {name: [] for name in rows}
+    # Rounds interleave the rows, so a slow spell of this shared machine hits one round of every
+    # row rather than every round of one row; each figure is the median over rounds.
+    for round_ in range(args.rounds):
+        for name in rows:
+            cmd = [sys.executable, __file__, "--row", name, "--new-tokens", str(args.new_tokens),
+                   "--prefill", str(args.prefill), "--threads", str(args.threads), "--repeats", str(args.repeats)]
+            done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+            runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            r = combine(runs[name])
+            r["bound_ms"] = 1000 * r["linear_stored_bytes"] / (bandwidth * 1e9)
+            data["rows"] = [x for x in data["rows"] if x["row"] != name] + [r]
+            data["rows"].sort(key=lambda x: ROWS.index(x["row"]))
+            data.update({"benchmark": "runtime", "command": "python " + " ".join(sys.argv), "machine": api.machine(),
+                         "read_bandwidth_gbs": bandwidth, "prompt": PROMPT, "prefill": args.prefill,
+                         "rounds": args.rounds,
+                         "checkpoints": {n: {"method": m, "settings": s} for n, (m, s) in CHECKPOINTS.items()},
+                         "notes": "each row ran in a fresh process per round, rows interleaved; timings are the "
+                                  "median over rounds (each round's under 'rounds'); the output head is the float "
+                                  "embedding's tied head in every row (not compressed by these methods)"})
+            api.write_json(out, data)
+            print(f"round {round_ + 1}/{args.rounds}", name,
+                  {k: round(v, 2) for k, v in runs[name][-1].items() if k in TIMINGS}, flush=True)
     print(markdown(data))
 
 

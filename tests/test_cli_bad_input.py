@@ -27,6 +27,7 @@ ROWS = {
     "NaN weights": ("compress --model {nan} --out {tmp}/a", "not finite|NaN"),
     "kmeans bits": ("compress --model {tiny} --method kmeans --bits 0 --out {tmp}/a", "bits"),
     "shiftadd row group": ("compress --model {tiny} --method shiftadd --row-group 7 --out {tmp}/a", "row"),
+    "already compressed": ("compress --model {ck} --out {tmp}/a", "no nn.Linear"),
     "calib samples": ("compress --model {tiny} --method gptq --calib-samples 0 --out {tmp}/a", "calib|samples"),
     # finetune
     "zero steps": ("finetune --model {tiny} --steps 0 --out {tmp}/f", "steps"),
