@@ -10,6 +10,10 @@ torch bf16, and llmpress checkpoints of each weight kind, run from their packed 
 registry's kernels (``kernel="auto"``, the default): palette per row (plain k-means, 3 and 2
 bits), uniform codes (RTN, group 64, 3 and 2 bits) and ShiftAdd binary codes (lat 3-bit, the
 setting of baseline.py's row). The checkpoints are built once into $LLMPRESS_CACHE/bench-runtime.
+The last row is llama.cpp on the default model's own Q4_1 GGUF (the file llmpress converts),
+through llama-cpp-python 0.3.36 built once from its pinned sdist into a benchmark-only venv under
+$LLMPRESS_CACHE/bench-llamacpp (``benchmarks/llamacpp_row.py``; ``--no-llama-cpp`` skips it):
+decode, prefill and peak RSS measured the same way; its linear layers are not timed apart.
 
 Measured per row, batch 1:
 - ``decode_ms``: greedy decoding of ``--new-tokens`` tokens after a short prompt, with the KV
@@ -54,12 +58,60 @@ CHECKPOINTS = {  # name -> (method, settings)
     "palette 2-bit per row": ("kmeans", {"bits": 2, "group_size": 1}),
     "uniform 2-bit g64": ("rtn", {"bits": 2, "group_size": 64}),
 }
-ROWS = ["torch fp32", "torch bf16", *CHECKPOINTS]
+LLAMA_CPP = "llama.cpp Q4_1"  # the default model's own GGUF, run by llama-cpp-python
+ROWS = ["torch fp32", "torch bf16", *CHECKPOINTS, LLAMA_CPP]
+# llama-cpp-python, built from its sdist into a benchmark-only venv (never an llmpress dependency).
+LLAMA_CPP_PYTHON = ("llama-cpp-python", "0.3.36", "llama_cpp_python-0.3.36.tar.gz",
+                    "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e")
+GGUF_LINEARS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 SHAPES = {"q_proj": "576x576", "k_proj": "192x576", "gate_proj": "1536x576", "down_proj": "576x1536"}
 
 
 def _work(name: str) -> Path:
     return cache_dir("bench-runtime") / name.replace(" ", "_")
+
+
+def llama_cpp_python() -> Path:
+    """The Python of a venv holding llama-cpp-python built from its pinned sdist (-march=native via
+    GGML_NATIVE), created once under $LLMPRESS_CACHE/bench-llamacpp; about 10 minutes on 2 cores."""
+    from llmpress.cache import pip_download, sha256_file
+
+    package, version, filename, digest = LLAMA_CPP_PYTHON
+    venv = cache_dir("bench-llamacpp") / f"venv-{version}"
+    python = venv / "bin" / "python"
+    if python.is_file() and subprocess.run([python, "-c", "import llama_cpp"], capture_output=True).returncode == 0:
+        return python
+    sdist = pip_download(f"{package}=={version}", cache_dir("downloads"), wanted=filename, purpose="llama.cpp row")
+    if sha256_file(sdist) != digest:
+        raise SystemExit(f"{sdist} does not have the pinned sha256 {digest}; delete it and run again")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", venv], check=True)
+    env = {**__import__("os").environ, "CMAKE_BUILD_PARALLEL_LEVEL": "2",
+           "CMAKE_ARGS": "-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"}
+    print(f"building {package} {version} from its sdist into {venv} (once, about 10 minutes)", flush=True)
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-cache-dir", sdist], check=True, env=env)
+    return python
+
+
+def gguf_linear_bytes(path: Path) -> int:
+    """Stored bytes of the decoder linear weights in a GGUF (Q4_1 blocks: 4-bit codes, fp16 scale and min)."""
+    from gguf import GGUFReader
+
+    return sum(int(t.n_bytes) for t in GGUFReader(path).tensors
+               if t.name.startswith("blk.") and t.name.split(".")[2] in GGUF_LINEARS)
+
+
+def run_llama_cpp(new_tokens: int, prefill: int, threads: int) -> dict:
+    """The llama.cpp row: decode and prefill as for the torch rows, on the default model's GGUF."""
+    from llmpress.models.default import find_gguf
+
+    gguf = find_gguf()
+    cmd = [str(llama_cpp_python()), str(Path(__file__).parent / "llamacpp_row.py"), str(gguf), "--prompt", PROMPT,
+           "--threads", str(threads), "--new-tokens", str(new_tokens), "--prefill", str(prefill)]
+    r = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1])
+    stored = gguf_linear_bytes(gguf)
+    return {"row": LLAMA_CPP, **r, "linears_ms": None, "shape_ms": None, "head_ms": None,
+            "linear_stored_bytes": stored, "linear_resident_bytes": None, "gguf": gguf.name,
+            "kernels": [f"llama.cpp {r['llama_cpp_python']} (llama-cpp-python), GGML_NATIVE"]}
 
 
 def read_bandwidth_gbs(threads: int) -> float:
@@ -160,7 +212,7 @@ def run_row(row: str, new_tokens: int, prefill: int, threads: int, repeats: int)
            "linear_stored_bytes": sum(_bytes(m, False) for _, m in layers),
            "linear_resident_bytes": sum(_bytes(m, True) for _, m in layers),
            "peak_rss_mb": peak_rss_mb(), "kernels": kernels,
-           "tokens": tokens}
+           "tokens": tokens, "prompt_ids": ids[0].tolist()}
     if not row.startswith("torch"):
         for m in model.modules():
             if isinstance(m, FormatModule):
@@ -178,8 +230,9 @@ def combine(runs: list[dict]) -> dict:
     median = statistics.median
     out = dict(runs[0])
     for key in TIMINGS:
-        out[key] = median([r[key] for r in runs])
-    out["shape_ms"] = {k: median([r["shape_ms"][k] for r in runs]) for k in runs[0]["shape_ms"]}
+        out[key] = None if runs[0][key] is None else median([r[key] for r in runs])
+    if runs[0]["shape_ms"] is not None:
+        out["shape_ms"] = {k: median([r["shape_ms"][k] for r in runs]) for k in runs[0]["shape_ms"]}
     out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
     if "same_tokens_as_dense" in out:
         out["same_tokens_as_dense"] = all(r["same_tokens_as_dense"] for r in runs)
@@ -193,14 +246,25 @@ def markdown(data: dict) -> str:
             "x fp32 | GEMV us " + " / ".join(SHAPES.values()) + " | head ms | decode ms/token | x fp32 | "
             f"prefill {data['prefill']} ms | x fp32 | same tokens as dense |")
     lines = [head, "|" + "---|" * 12]
+
+    def num(value, spec: str, scale: float = 1.0) -> str:
+        return "-" if value is None else format(value * scale, spec)
+
+    def ratio(key: str, r: dict, inverse: bool = False) -> str:
+        if r[key] is None:
+            return "-"
+        return f"{(r[key] / fp32[key]) if inverse else (fp32[key] / r[key]):.2f}"
+
     for r in data["rows"]:
-        shapes = " / ".join(f"{1000 * r['shape_ms'][k]:.0f}" for k in SHAPES)
+        shapes = "-" if r["shape_ms"] is None else " / ".join(f"{1000 * r['shape_ms'][k]:.0f}" for k in SHAPES)
         same = {True: "yes", False: "**no**", None: "-"}[r.get("same_tokens_as_dense")]
-        lines.append(f"| {r['row']} | {r['linear_resident_bytes'] / 1e6:.1f} / {r['linear_stored_bytes'] / 1e6:.1f} | "
-                     f"{r['peak_rss_mb']:.0f} | {r['linears_ms']:.1f} ({r['bound_ms']:.1f}) | "
-                     f"{fp32['linears_ms'] / r['linears_ms']:.2f} | {shapes} | {r['head_ms']:.1f} | "
-                     f"{r['decode_ms']:.1f} | {fp32['decode_ms'] / r['decode_ms']:.2f} | {r['prefill_ms']:.0f} | "
-                     f"{r['prefill_ms'] / fp32['prefill_ms']:.2f} | {same} |")
+        if "same_tokens_as_fp32" in r:
+            same = f"vs fp32: {'yes' if r['same_tokens_as_fp32'] else 'no'}"
+        lines.append(f"| {r['row']} | {num(r['linear_resident_bytes'], '.1f', 1e-6)} / "
+                     f"{r['linear_stored_bytes'] / 1e6:.1f} | {r['peak_rss_mb']:.0f} | "
+                     f"{num(r['linears_ms'], '.1f')} ({r['bound_ms']:.1f}) | {ratio('linears_ms', r)} | {shapes} | "
+                     f"{num(r['head_ms'], '.1f')} | {r['decode_ms']:.1f} | {ratio('decode_ms', r)} | "
+                     f"{r['prefill_ms']:.0f} | {ratio('prefill_ms', r, inverse=True)} | {same} |")
     return "\n".join(lines)
 
 
@@ -214,11 +278,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="runs of every row, interleaved; figures are medians")
     ap.add_argument("--only", action="append", choices=ROWS, help="measure these rows (default: all)")
     ap.add_argument("--render", action="store_true")
+    ap.add_argument("--no-llama-cpp", action="store_true", help="skip the llama.cpp row (and its one-time build)")
     ap.add_argument("--row", help=argparse.SUPPRESS)  # internal: one row in this process
     args = ap.parse_args()
     out = Path(args.out)
     if args.render:
         print(markdown(json.loads(out.read_text())))
+        return
+    if args.no_llama_cpp and args.only is None:
+        args.only = [r for r in ROWS if r != LLAMA_CPP]
+    if args.row == LLAMA_CPP:
+        print(json.dumps(run_llama_cpp(args.new_tokens, args.prefill, args.threads)))
         return
     if args.row:
         print(json.dumps(run_row(args.row, args.new_tokens, args.prefill, args.threads, args.repeats)))
@@ -240,6 +310,10 @@ def main() -> None:
             done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
             runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
             r = combine(runs[name])
+            fp32 = runs.get("torch fp32")
+            if name == LLAMA_CPP and fp32 and r["prompt_ids"] == fp32[0].get("prompt_ids"):
+                # the same greedy continuation as the float model dequantized from this very GGUF?
+                r["same_tokens_as_fp32"] = r["tokens"] == fp32[0]["tokens"]
             r["bound_ms"] = 1000 * r["linear_stored_bytes"] / (bandwidth * 1e9)
             data["rows"] = [x for x in data["rows"] if x["row"] != name] + [r]
             data["rows"].sort(key=lambda x: ROWS.index(x["row"]))
@@ -252,7 +326,7 @@ def main() -> None:
                                   "embedding's tied head in every row (not compressed by these methods)"})
             api.write_json(out, data)
             print(f"round {round_ + 1}/{args.rounds}", name,
-                  {k: round(v, 2) for k, v in runs[name][-1].items() if k in TIMINGS}, flush=True)
+                  {k: round(v, 2) for k, v in runs[name][-1].items() if k in TIMINGS and v is not None}, flush=True)
     print(markdown(data))
 
 
