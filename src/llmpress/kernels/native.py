@@ -24,13 +24,12 @@ from llmpress.errors import ConfigError
 from llmpress.formats.bcq import BCQTensor
 from llmpress.kernels import build
 from llmpress.kernels.build import KernelUnavailable
+from llmpress.kernels.regimes import GEMM_FROM_TOKENS
 
 __all__ = ["KernelUnavailable", "available", "bcq_dequantize_native", "bcq_lut_matmul_native", "bcq_matmul_native"]
 
 SOURCE = Path(__file__).with_name("lut_native.c")
-# From this many tokens per call (prefill, scoring) one dense product on a weight decoded for the
-# call beats a table per token: table reads grow with the tokens, the decoding does not.
-DENSE_FROM_TOKENS = 16
+DENSE_FROM_TOKENS = GEMM_FROM_TOKENS  # the registry's gemm regime: one threshold for every kernel
 
 
 @functools.lru_cache(maxsize=1)

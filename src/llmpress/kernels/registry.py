@@ -19,10 +19,9 @@ import torch
 
 from llmpress.errors import ConfigError
 from llmpress.kernels import native, packed, tiled
+from llmpress.kernels.regimes import GEMM_FROM_TOKENS, REGIMES, regime
 
-# From this many tokens per call a tile-decoded dense product beats decoding in registers per token.
-GEMM_FROM_TOKENS = 16
-REGIMES = ("gemv", "gemm", "rows")
+__all__ = ["GEMM_FROM_TOKENS", "REGIMES", "REGISTRY", "Kernel", "regime", "register", "select"]
 
 
 def _always(fmt) -> bool:
@@ -43,10 +42,6 @@ def register(fmt: str, device: str, regime: str, kernel: Kernel) -> None:
     if regime not in REGIMES:
         raise ConfigError(f"kernel regime must be one of {REGIMES}, got {regime!r}")
     REGISTRY.setdefault((fmt, device, regime), []).append(kernel)
-
-
-def regime(tokens: int) -> str:
-    return "gemv" if tokens < GEMM_FROM_TOKENS else "gemm"
 
 
 def select(fmt, device: str, regime: str) -> Kernel:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
@@ -10,7 +12,7 @@ from llmpress.formats import FORMATS
 from llmpress.kernels import registry, tiled
 
 
-class FormatModule(nn.Module):
+class FormatModule(nn.Module, abc.ABC):
     """Holds a format's tensors as buffers (they move with ``.to()`` and appear in ``state_dict``).
 
     ``kernel="auto"`` (the default) runs every product from the packed buffers through the
@@ -100,9 +102,9 @@ class FormatModule(nn.Module):
             return tiled.PackedMatmul.apply(inputs, lambda x: kernel.run(x, fmt, state), fmt)
         return kernel.run(inputs, fmt, state)
 
+    @abc.abstractmethod
     def kernel_names(self, device: torch.device | str = "cpu") -> dict[str, str]:
         """What runs for this layer on ``device``, per regime (``"dense"`` when the dense path is chosen)."""
-        raise NotImplementedError
 
     def _forget(self) -> None:
         self._dense = None
