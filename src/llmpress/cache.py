@@ -186,18 +186,12 @@ def atomic_directory(path: Path, overwrite: bool = False) -> Iterator[Path]:
 
 def _sync_tree(directory: Path) -> None:
     """fsync every file and the directory, so a power cut after the rename cannot expose empty files."""
-    for f in directory.iterdir():
-        if f.is_file():
-            fd = os.open(f, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    for f in [*(f for f in directory.iterdir() if f.is_file()), directory]:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 _UNREACHABLE = ("Could not fetch URL", "NewConnectionError", "Temporary failure in name resolution",

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from llmpress import __version__
-from llmpress.cache import atomic_directory, sha256_file
+from llmpress.cache import atomic_directory
 from llmpress.errors import CheckpointError
-from llmpress.hf.spec import QUANT_METHOD, is_llmpress_config, quantization_config
+from llmpress.hf.spec import QUANT_METHOD, is_llmpress_config, quantization_config, storage_key
 from llmpress.integrity import files as integrity_files
 from llmpress.integrity import manifest as integrity_manifest
 from llmpress.integrity import seal
@@ -33,7 +33,7 @@ from llmpress.integrity.entries import rebuild
 from llmpress.integrity.jsonfile import ANY_KEY, NUMBER, conform, field, integer
 from llmpress.integrity.jsonfile import read as read_json
 from llmpress.integrity.safetensors_header import read_header
-from llmpress.integrity.tables import FLOATS, compare, of_state
+from llmpress.integrity.tables import FLOATS, compare, dtype_name, of_state
 from llmpress.models.layers import replaceable, set_module
 from llmpress.models.storage import storage_report
 from llmpress.nn import MODULES, CompressedEmbedding
@@ -67,10 +67,6 @@ def is_checkpoint(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 def _library_versions() -> dict:
     import safetensors
     import transformers
@@ -83,7 +79,7 @@ def _storable(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], 
     """Drop tied duplicates (recorded as aliases) and narrow floats to float16 where lossless."""
     tensors, aliases, owner = {}, {}, {}
     for name, t in state.items():
-        key = (t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
+        key = storage_key(t)
         if t.numel() and key in owner:
             aliases[name] = owner[key]
             continue
@@ -106,7 +102,7 @@ def _write_hf_config(path: Path, model: nn.Module, method: str, config: dict | N
     data = json.loads(path.read_text())
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     if dtype is not None:
-        data["dtype"] = _dtype_name(dtype)
+        data["dtype"] = dtype_name(dtype)
     q = quantization_config(model, method, config, stored)
     if q is not None:
         data["quantization_config"] = q
@@ -130,8 +126,7 @@ def save(model: nn.Module, path: str | Path, *, tokenizer=None, method: str = "n
         _write_hf_config(tmp / "config.json", model, method, config, tensors)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        files = {f.name: {"sha256": sha256_file(f), "bytes": f.stat().st_size}
-                 for f in sorted(tmp.iterdir()) if f.is_file()}
+        files = integrity_files.describe(tmp, sorted(f.name for f in tmp.iterdir() if f.is_file()))
         manifest = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -140,7 +135,7 @@ def save(model: nn.Module, path: str | Path, *, tokenizer=None, method: str = "n
             "source": source,
             "architecture": type(model).__name__,
             "modules": modules,
-            "tensors": {n: {"dtype": _dtype_name(t.dtype), "shape": list(t.shape)} for n, t in tensors.items()},
+            "tensors": {n: {"dtype": dtype_name(t.dtype), "shape": list(t.shape)} for n, t in tensors.items()},
             "aliases": aliases,
             "files": files,
             "storage": {k: v for k, v in report.items() if k != "layers"},
@@ -214,9 +209,9 @@ def _plan(path: Path, dtype: torch.dtype) -> _Plan:
         raise CheckpointError(f"{path / 'config.json'} does not describe a model transformers can build "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
     for name, meta in manifest["modules"].items():
-        replaceable(model, name, meta, f"{where} module {name!r}")
-        entry = rebuild(MODULES[meta["module"]].from_meta, meta, f"{where} module {name!r}", meta["module"])
-        set_module(model, name, entry)
+        entry_where = f"{where} module {name!r}"
+        replaceable(model, name, meta, entry_where)
+        set_module(model, name, rebuild(MODULES[meta["module"]].from_meta, meta, entry_where, meta["module"]))
     state = model.state_dict()
     aliases = manifest["aliases"]
     for alias, owner in aliases.items():

@@ -24,14 +24,13 @@ import torch
 from torch import nn
 
 from llmpress import __version__
-from llmpress.cache import atomic_directory, sha256_file
+from llmpress.cache import atomic_directory
 from llmpress.errors import CheckpointError
 from llmpress.formats import FORMATS
 from llmpress.integrity import files as integrity_files
+from llmpress.integrity import jsonfile, seal
 from llmpress.integrity import manifest as integrity_manifest
-from llmpress.integrity import seal
 from llmpress.integrity.entries import rebuild
-from llmpress.integrity import jsonfile
 from llmpress.integrity.jsonfile import ANY_KEY, NUMBER, conform
 from llmpress.integrity.safetensors_header import read_header
 from llmpress.integrity.tables import compare, of_state
@@ -88,7 +87,6 @@ def save(delta: Delta, path: str | Path, overwrite: bool = False) -> Path:
         tensors[DENSE_PREFIX + name] = t.to(torch.float16).contiguous()
     with atomic_directory(path, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp / TENSORS), metadata={"format": "pt", "producer": "llmpress"})
-        f = tmp / TENSORS
         manifest = {
             "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "llmpress": __version__,
             "method": delta.method, "config": delta.config,
@@ -100,7 +98,7 @@ def save(delta: Delta, path: str | Path, overwrite: bool = False) -> Path:
             # here counts against the ratio, so only what a reader of the delta needs is kept.
             "layers": [{k: v for k, v in r.items() if k not in ("errors", "shape")} for r in delta.layers],
             "accounting": delta.accounting(),
-            "files": {TENSORS: {"bytes": f.stat().st_size, "sha256": sha256_file(f)}},
+            "files": integrity_files.describe(tmp, [TENSORS]),
             **({"extra": delta.extra} if delta.extra else {}),
         }
         (tmp / MANIFEST).write_text(json.dumps(seal.sealed(manifest), sort_keys=True, separators=(",", ":")))

@@ -63,9 +63,9 @@ class LlmpressHfQuantizer(HfQuantizer):
         cfg: LlmpressConfig = self.quantization_config
         verify_tensor_files(cfg, checkpoint_files)
         for name, meta in cfg.modules.items():
-            replaceable(model, name, meta, f"quantization_config module {name!r}")
-            # On the meta device: the loader assigns the stored tensors, no placeholder memory is spent.
             where = f"quantization_config module {name!r}"
+            replaceable(model, name, meta, where)
+            # On the meta device: the loader assigns the stored tensors, no placeholder memory is spent.
             set_module(model, name, rebuild(MODULES[meta["module"]].from_meta, meta, where, meta["module"]))
         # transformers ties lm_head.weight to embed_tokens.weight by name; a compressed module has no
         # ``weight``, so such ties are dropped and replaced by re-pointing the aliased buffers.
@@ -95,8 +95,7 @@ class LlmpressHfQuantizer(HfQuantizer):
         cfg.modules, cfg.aliases = modules, buffer_aliases(model, modules)
         state = {k: v for k, v in model.state_dict().items() if k not in cfg.aliases}
         cfg.tensors = tensor_table(state)
-        cfg.manifest_sha256 = None
-        cfg.manifest_sha256 = seal.digest(cfg.to_dict())
+        cfg.manifest_sha256 = seal.digest(cfg.to_dict())  # the digest leaves its own key out
         return state, {"producer": "llmpress"}
 
     def _dequantize(self, model, dtype=None):

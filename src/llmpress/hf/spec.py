@@ -22,6 +22,11 @@ def compressed_modules(model: nn.Module) -> dict[str, dict]:
     return {name: m.meta() for name, m in model.named_modules() if type(m).__name__ in MODULES}
 
 
+def storage_key(t) -> tuple:
+    """Equal for two tensors that are the same memory viewed the same way (tied weights)."""
+    return (t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
+
+
 def buffer_aliases(model: nn.Module, modules: dict[str, dict]) -> dict[str, str]:
     """alias -> owner for buffers of compressed modules that are the same tensor as an earlier one.
 
@@ -31,7 +36,7 @@ def buffer_aliases(model: nn.Module, modules: dict[str, dict]) -> dict[str, str]
     owner: dict[tuple, str] = {}
     aliases = {}
     for name, t in model.state_dict(keep_vars=True).items():
-        key = (t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
+        key = storage_key(t)
         if t.numel() and key in owner and name.rpartition(".")[0] in modules:
             aliases[name] = owner[key]
         else:
@@ -50,7 +55,7 @@ def tensor_table(stored: dict) -> dict[str, dict]:
 
     out, owner = {}, {}
     for name, t in stored.items():
-        key = (t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
+        key = storage_key(t)
         if t.numel() and key in owner:
             out[name] = {"same_as": owner[key]}
             continue

@@ -25,6 +25,11 @@ def compare(expected: Table, found: Table, where: str, *, float_any: frozenset[s
                                   f"description needs {dtype} {list(shape)}; it is corrupt or crafted, re-create it")
 
 
+def dtype_name(dtype) -> str:
+    """``torch.float16`` -> ``"float16"``, the spelling manifests and headers use."""
+    return str(dtype).removeprefix("torch.")
+
+
 def of_state(state: dict) -> Table:
     """The table of a state dict (meta tensors included: nothing is read)."""
-    return {n: (str(t.dtype).removeprefix("torch."), tuple(t.shape)) for n, t in state.items()}
+    return {n: (dtype_name(t.dtype), tuple(t.shape)) for n, t in state.items()}

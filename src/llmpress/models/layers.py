@@ -40,7 +40,7 @@ def replaceable(model: nn.Module, name: object, meta: dict, where: str) -> None:
     kind = meta.get("module") if isinstance(meta, dict) else None
     cls = MODULES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        got = meta.get("module") if isinstance(meta, dict) else meta
+        got = kind if isinstance(meta, dict) else meta
         raise CheckpointError(f"{where} uses module {str(got)[:40]!r}, unknown to this llmpress (known: "
                               f"{sorted(MODULES)}); upgrade llmpress or re-create the checkpoint")
     try:

@@ -28,7 +28,7 @@ from llmpress.integrity import manifest as integrity_manifest
 from llmpress.integrity import seal
 from llmpress.integrity.jsonfile import integer
 from llmpress.integrity.safetensors_header import read_header
-from llmpress.integrity.tables import compare, of_state
+from llmpress.integrity.tables import compare, dtype_name, of_state
 
 STATE = "state.json"
 FORMAT_NAME = "llmpress-train-state"
@@ -52,7 +52,7 @@ def _moment_table(named: list[tuple[str, torch.nn.Parameter]]) -> dict[str, tupl
     """The optimizer tensors a state may hold for ``named``: AdamW's moments and its step counter."""
     out = {}
     for i, (_, p) in enumerate(named):
-        dtype = str(p.dtype).removeprefix("torch.")
+        dtype = dtype_name(p.dtype)
         out[f"{i}.exp_avg"] = out[f"{i}.exp_avg_sq"] = (dtype, tuple(p.shape))
         out[f"{i}.step"] = ("float32", ())
     return out
@@ -102,8 +102,8 @@ def load(path: Path, named: list[tuple[str, torch.nn.Parameter]], optimizer: tor
         if saved != now:
             saved = saved if isinstance(saved, dict) else {}
             diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-            raise RunMismatchError(f"{path} holds a run with a different {what} (differs in {diff}); resume with the "
-                              f"same settings, or delete {path} (or pick another --out) to start a new run")
+            raise RunMismatchError(f"{path} holds a run with a different {what} (differs in {diff}); resume with "
+                                   f"the same settings, or delete {path} (or pick another --out) to start a new run")
     names = [n for n, _ in named]
     if meta["params"] != names:
         raise CheckpointError(f"training state in {path} has other trainable parameters than this model; "
