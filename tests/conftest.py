@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import random
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
+
+# The Triton kernels run on this CPU through Triton's interpreter (there is no GPU in CI). Triton
+# reads this when a kernel is defined, so it is set before any test imports one; TRITON_INTERPRET=0
+# on a GPU machine runs the same tests on the GPU.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 WORDS = ("the cat sat on a mat while seven dogs ran past the old red barn and nobody saw "
          "which one of them was first to reach the gate near the river").split()

@@ -12,6 +12,10 @@ clears whenever its buffers change.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -86,6 +90,29 @@ def _bcq_scales(fmt, state: dict) -> torch.Tensor:
 register("bcq", "cpu", "gemv", Kernel("native-lut",
                                       lambda x, f, s: native.bcq_lut_matmul_native(x, f, _bcq_scales(f, s)), _bcq_ok))
 register("bcq", "cpu", "gemm", Kernel("native-decoded", lambda x, f, s: native.bcq_matmul_native(x, f), _bcq_ok))
+
+# --- Triton kernels (GPUs; the tests run them on a CPU under TRITON_INTERPRET=1) ---
+
+@functools.lru_cache(maxsize=1)
+def _triton():
+    """:mod:`.triton_packed`, imported on first use (it imports triton); None where that fails."""
+    if importlib.util.find_spec("triton") is None:
+        return None
+    try:
+        return importlib.import_module("llmpress.kernels.triton_packed")
+    except Exception as e:  # a broken triton install must not break the portable kernels
+        warnings.warn(f"Triton kernels unavailable ({type(e).__name__}: {e}); using the torch kernels", stacklevel=2)
+        return None
+
+
+def _triton_ok(fmt) -> bool:
+    return _triton() is not None and _triton().supports(fmt)
+
+
+for _fmt in ("palette", "uniform", "bcq"):
+    register(_fmt, "cuda", "gemv", Kernel("triton-registers", lambda x, f, s: _triton().matmul(x, f, s), _triton_ok))
+    register(_fmt, "cuda", "gemm", Kernel("triton-tiles", lambda x, f, s: _triton().matmul(x, f, s), _triton_ok))
+    register(_fmt, "cuda", "rows", Kernel("triton-rows", lambda i, f, s: _triton().rows(f, i, s), _triton_ok))
 
 # --- portable torch kernels, any format, any device ---
 register("any", "any", "gemv", Kernel("torch-tiles", lambda x, f, s: tiled.matmul(x, f)))
