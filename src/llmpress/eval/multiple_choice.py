@@ -43,17 +43,17 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
     for b in tqdm(range(0, len(order), batch_size), desc="log-likelihood", unit="batch", disable=not progress):
         idx = order[b:b + batch_size]
         width = max(len(encoded[i][0]) for i in idx)
-        x = torch.zeros(len(idx), width, dtype=torch.long)
-        mask = torch.zeros(len(idx), width, dtype=torch.long)
+        x = torch.zeros(len(idx), width, dtype=torch.long, device="cpu")
+        mask = torch.zeros(len(idx), width, dtype=torch.long, device="cpu")
         for row, i in enumerate(idx):
             seq = encoded[i][0]
-            x[row, :len(seq)] = torch.tensor(seq)
+            x[row, :len(seq)] = torch.tensor(seq, device="cpu")
             mask[row, :len(seq)] = 1
         logprobs = F.log_softmax(model(input_ids=x.to(device), attention_mask=mask.to(device),
                                        use_cache=False).logits.float(), dim=-1)
         for row, i in enumerate(idx):
             seq, n_cont = encoded[i]
-            pos = torch.arange(len(seq) - n_cont, len(seq))
+            pos = torch.arange(len(seq) - n_cont, len(seq), device="cpu")
             out[i] = logprobs[row, pos - 1, x[row, pos]].sum().item()
     return out
 

@@ -163,5 +163,6 @@ class BCQTensor:
         q, cols, n = s.bits, s.shape[1], stop - start
         planes = self.planes[:, start:stop].reshape(-1)
         codes = bitpack.unpack(planes, 1, q * n * cols).view(q, n, cols).to(torch.float32) * 2 - 1
-        alpha = self.scales()[:, torch.arange(start, stop) // s.row_group].repeat_interleave(s.col_group, 2)
+        blocks = torch.arange(start, stop, device=self.planes.device) // s.row_group
+        alpha = self.scales()[:, blocks].repeat_interleave(s.col_group, 2)
         return (alpha * codes).sum(0).to(dtype)

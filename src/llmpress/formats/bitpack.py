@@ -33,9 +33,9 @@ def pack(values: torch.Tensor, bits: int) -> torch.Tensor:
     # Eight k-bit values make exactly k bytes: combine them into one 64-bit word, then split it.
     pad = (-n) % 8
     words = torch.nn.functional.pad(flat.to(torch.int64), (0, pad)).view(-1, 8)
-    shifts = torch.arange(8, dtype=torch.int64) * bits
+    shifts = torch.arange(8, dtype=torch.int64, device=flat.device) * bits
     word = (words << shifts).sum(dim=1)  # bit-disjoint terms, so the sum is an OR
-    byte_shifts = torch.arange(bits, dtype=torch.int64) * 8
+    byte_shifts = torch.arange(bits, dtype=torch.int64, device=flat.device) * 8
     out = ((word.unsqueeze(1) >> byte_shifts) & 0xFF).to(torch.uint8).reshape(-1)
     return out[: packed_nbytes(n, bits)].clone()
 
@@ -51,9 +51,9 @@ def unpack(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
         return flat.clone()
     groups = (n + 7) // 8
     padded = torch.nn.functional.pad(flat.to(torch.int64), (0, groups * bits - need)).view(groups, bits)
-    word = (padded << (torch.arange(bits, dtype=torch.int64) * 8)).sum(dim=1)
+    word = (padded << (torch.arange(bits, dtype=torch.int64, device=flat.device) * 8)).sum(dim=1)
     mask = (1 << bits) - 1
-    values = (word.unsqueeze(1) >> (torch.arange(8, dtype=torch.int64) * bits)) & mask
+    values = (word.unsqueeze(1) >> (torch.arange(8, dtype=torch.int64, device=flat.device) * bits)) & mask
     return values.reshape(-1)[:n].to(torch.uint8)
 
 
@@ -71,5 +71,5 @@ def unpack_range(packed: torch.Tensor, bits: int, start: int, n: int) -> torch.T
     if offset == 0:
         return unpack(packed.reshape(-1)[first:end], bits, n)
     stream = unpack(packed.reshape(-1)[first:end], 1, 8 * (end - first))[offset:offset + n * bits]
-    weights = (1 << torch.arange(bits, dtype=torch.int32)).to(torch.int32)
+    weights = 1 << torch.arange(bits, dtype=torch.int32, device=packed.device)
     return (stream.view(n, bits).to(torch.int32) * weights).sum(1).to(torch.uint8)

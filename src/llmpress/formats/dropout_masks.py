@@ -38,17 +38,18 @@ def group_positions(rows: int, cols: int, group: int, keep: int, seed: int) -> t
         raise ConfigError(f"group size must be in 1..{cols} (the row width), got {group}")
     if not 0 <= keep <= group:
         raise ConfigError(f"a group of {group} cannot keep {keep} entries")
+    # Seeded masks are drawn on the CPU, so one seed is one mask on every device.
     gen = torch.Generator().manual_seed(seed)
     full, last = divmod(cols, group)
     parts = []
     if full:
-        scores = torch.rand(rows, full, group, generator=gen)
+        scores = torch.rand(rows, full, group, generator=gen, device="cpu")
         chosen = scores.argsort(dim=2)[..., :keep]
-        offsets = (torch.arange(full) * group).view(1, full, 1)
+        offsets = (torch.arange(full, device="cpu") * group).view(1, full, 1)
         parts.append((chosen + offsets).reshape(rows, full * keep))
     if last:
         k_last = ragged_keep(keep, group, last)
-        scores = torch.rand(rows, last, generator=gen)
+        scores = torch.rand(rows, last, generator=gen, device="cpu")
         parts.append(scores.argsort(dim=1)[:, :k_last] + full * group)
     return torch.cat(parts, dim=1).sort(dim=1).values
 
@@ -58,4 +59,4 @@ def bernoulli_mask(rows: int, cols: int, p: float, seed: int) -> torch.Tensor:
     if not 0 <= p < 1:
         raise ConfigError(f"drop rate must be in [0, 1), got {p}")
     gen = torch.Generator().manual_seed(seed)
-    return torch.rand(rows, cols, generator=gen) >= p
+    return torch.rand(rows, cols, generator=gen, device="cpu") >= p  # CPU: see group_positions

@@ -103,7 +103,9 @@ class PaletteTensor:
         cols, d, n = s.shape[1], s.cluster_dim, stop - start
         per_row = cols // d  # points are laid out row after row, so a row's points are contiguous
         idx = bitpack.unpack_range(self.indices, s.bits, start * per_row, n * per_row).long().view(n, per_row)
-        group = torch.arange(start, stop) // s.group_size if s.group_size else torch.zeros(n, dtype=torch.long)
+        dev = self.lut.device
+        group = (torch.arange(start, stop, device=dev) // s.group_size if s.group_size
+                 else torch.zeros(n, dtype=torch.long, device=dev))
         table = self.lut.to(torch.float32)[group]                              # [n, K, d]
         w = torch.gather(table, 1, idx.unsqueeze(-1).expand(-1, -1, d))
         return w.reshape(n, cols).to(dtype)
@@ -133,6 +135,6 @@ def palettize(weight: torch.Tensor, lut: torch.Tensor, group_size: int = 0) -> P
     if spec.n_groups != G:
         raise ConfigError(f"the table has {G} groups, group_size {group_size} on {tuple(weight.shape)} gives "
                           f"{spec.n_groups}")
-    lut16 = lut.detach().to(torch.float16)
+    lut16 = lut.detach().to(weight.device, torch.float16)
     idx = nearest(weight.detach().reshape(G, -1, d), lut16)
-    return PaletteTensor(spec, lut16.cpu(), bitpack.pack(idx.cpu(), bits))
+    return PaletteTensor(spec, lut16, bitpack.pack(idx, bits))

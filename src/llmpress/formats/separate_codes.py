@@ -112,14 +112,14 @@ def merge(part: torch.Tensor, low: torch.Tensor, bits: int, parts_bits: int) -> 
 def pack_split(codes: torch.Tensor, bits: int, parts_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Packed (membership, low) streams of flat ``codes``; an empty stream where its width is 0."""
     part, low = split(codes.reshape(-1), bits, parts_bits)
-    empty = torch.zeros(0, dtype=torch.uint8)
+    empty = torch.zeros(0, dtype=torch.uint8, device=codes.device)
     return (bitpack.pack(part, parts_bits) if parts_bits else empty,
             bitpack.pack(low, bits - parts_bits) if bits > parts_bits else empty)
 
 
 def unpack_split(membership: torch.Tensor, low: torch.Tensor, n: int, bits: int, parts_bits: int) -> torch.Tensor:
     """Flat int64 codes from the packed streams (inverse of :func:`pack_split`)."""
-    zeros = torch.zeros(n, dtype=torch.int64)
+    zeros = torch.zeros(n, dtype=torch.int64, device=(membership if parts_bits else low).device)
     part = bitpack.unpack(membership, parts_bits, n) if parts_bits else zeros
     rest = bitpack.unpack(low, bits - parts_bits, n) if bits > parts_bits else zeros
     return merge(part, rest, bits, parts_bits)

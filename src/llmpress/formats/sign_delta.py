@@ -63,4 +63,4 @@ def quantize(delta: torch.Tensor, scale: float | None = None) -> SignDeltaTensor
         raise ConfigError(f"BitDelta needs a 2-D delta, got shape {tuple(d.shape)}")
     s = float(d.abs().mean()) if scale is None else scale
     return SignDeltaTensor(SignDeltaSpec(tuple(d.shape)), bitpack.pack((d >= 0).to(torch.uint8), 1),
-                           torch.tensor([s], dtype=torch.float32))
+                           torch.tensor([s], dtype=torch.float32, device=d.device))

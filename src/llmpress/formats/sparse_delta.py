@@ -131,13 +131,13 @@ class SparseDeltaTensor:
         s = self.spec
         if s.mask == "group":
             col = dropout_masks.group_positions(rows, cols, s.group, s.keep, s.seed)
-            row = torch.arange(rows).unsqueeze(1).expand_as(col)
+            row = torch.arange(rows, device=col.device).unsqueeze(1).expand_as(col)
             return row.reshape(-1), col.reshape(-1)
         if s.mask == "bernoulli":
             row, col = dropout_masks.bernoulli_mask(rows, cols, s.p, s.seed).nonzero(as_tuple=True)
             return row, col
         col = unpack_wide(self.indices, index_bits(cols), s.n)
-        return torch.arange(rows).repeat_interleave(s.n // rows), col
+        return torch.arange(rows, device=col.device).repeat_interleave(s.n // rows), col
 
     def codes(self) -> torch.Tensor:
         """The k-bit codes [n] (int64), rebuilt exactly from membership and low bits."""
@@ -153,9 +153,10 @@ class SparseDeltaTensor:
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The dense delta [rows, cols]."""
-        row, col = self.positions()
-        dense = torch.zeros(self.spec.shape, dtype=torch.float32)
-        dense[row, col] = self.kept_values()
+        values = self.kept_values()
+        row, col = (t.to(values.device) for t in self.positions())
+        dense = torch.zeros(self.spec.shape, dtype=torch.float32, device=values.device)
+        dense[row, col] = values
         return dense.to(dtype)
 
 
@@ -174,7 +175,7 @@ def from_kept(shape: tuple[int, int], row: torch.Tensor, col: torch.Tensor, valu
         if unbiased:  # the same codes, decoded on a stretched grid
             lo, step = separate_codes.unbiased_grid(values, codes, lo, step)
         t["membership"], t["low"] = separate_codes.pack_split(codes, bits, spec.parts_bits)
-        t["grid"] = torch.tensor([lo, step], dtype=torch.float32)
+        t["grid"] = torch.tensor([lo, step], dtype=torch.float32, device=values.device)
     if mask == "indices":
         t["indices"] = pack_wide(col, index_bits(shape[1]))
     return SparseDeltaTensor(spec, **t)

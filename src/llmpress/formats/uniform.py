@@ -108,7 +108,7 @@ def _round_up_fp16(x: torch.Tensor) -> torch.Tensor:
     """float16 value >= x: keeps the grid wide enough to cover the group's range."""
     h = x.to(torch.float16)
     low = h.to(torch.float32) < x
-    return torch.where(low, torch.nextafter(h, torch.tensor(float("inf"), dtype=torch.float16)), h)
+    return torch.where(low, torch.nextafter(h, torch.full_like(h, float("inf"))), h)
 
 
 def quantize(weight: torch.Tensor, bits: int, group_size: int) -> UniformTensor:

@@ -59,7 +59,7 @@ def bcq_dequantize_native(weight: BCQTensor, threads: int | None = None) -> torc
     rows, cols = spec.shape
     planes = weight.planes.contiguous()
     scales = weight.scales().to(torch.float32).contiguous()
-    w = torch.empty(rows, cols, dtype=torch.float32)
+    w = torch.empty(rows, cols, dtype=torch.float32, device="cpu")
     library().bcq_dequantize(planes.data_ptr(), scales.data_ptr(), spec.bits, rows, cols, spec.row_group,
                              spec.col_group, w.data_ptr(), threads or torch.get_num_threads())
     return w
@@ -84,7 +84,7 @@ def bcq_lut_matmul_native(x: torch.Tensor, weight: BCQTensor, scales: torch.Tens
     x = x.to(torch.float32).contiguous()
     planes = weight.planes.contiguous()
     scales = (weight.scales() if scales is None else scales).to(torch.float32).contiguous()
-    y = torch.empty(x.shape[0], rows, dtype=torch.float32)
+    y = torch.empty(x.shape[0], rows, dtype=torch.float32, device="cpu")
     fn = library().lut_matmul_blocks if cg % 8 == 0 else library().lut_matmul_columns
     failed = fn(x.data_ptr(), x.shape[0], rows, cols, spec.bits, planes.data_ptr(), scales.data_ptr(),
                 spec.row_group, cg, y.data_ptr(), threads or torch.get_num_threads())

@@ -86,7 +86,7 @@ def gemv(x: torch.Tensor, fmt, view: _Weight | None = None, threads: int | None 
          portable: bool = False) -> torch.Tensor:
     """x [T, in] float32 -> y [T, out] = x W^T; every weight decoded once per call, in registers."""
     x = x.contiguous()
-    y = torch.empty(x.shape[0], fmt.spec.shape[0], dtype=torch.float32)
+    y = torch.empty(x.shape[0], fmt.spec.shape[0], dtype=torch.float32, device="cpu")
     library().packed_gemv(ctypes.byref(view or describe(fmt)), x.data_ptr(), x.shape[0], y.data_ptr(),
                           threads or torch.get_num_threads(), int(portable))
     return y
@@ -96,7 +96,7 @@ def rows(fmt, ids: torch.Tensor, view: _Weight | None = None, threads: int | Non
          portable: bool = False) -> torch.Tensor:
     """ids int64 [n] -> the rows of W [n, cols] float32 (an embedding look-up)."""
     ids = ids.reshape(-1).to(torch.int64).contiguous()
-    out = torch.empty(ids.numel(), fmt.spec.shape[1], dtype=torch.float32)
+    out = torch.empty(ids.numel(), fmt.spec.shape[1], dtype=torch.float32, device="cpu")
     view = view or describe(fmt)
     if library().packed_decode_rows(ctypes.byref(view), ids.data_ptr(), ids.numel(), out.data_ptr(),
                                     threads or torch.get_num_threads(), int(portable)):
@@ -110,9 +110,10 @@ def gemm(x: torch.Tensor, fmt, view: _Weight | None = None, threads: int | None 
     view = view or describe(fmt)
     tile = max(16, TILE_BYTES // (4 * cols))
     if tile >= out_features:
-        return x @ rows(fmt, torch.arange(out_features), view, threads).T
-    yt = torch.empty(out_features, x.shape[0], dtype=torch.float32)  # row tiles of y^T are contiguous
+        return x @ rows(fmt, torch.arange(out_features, device="cpu"), view, threads).T
+    # row tiles of y^T are contiguous
+    yt = torch.empty(out_features, x.shape[0], dtype=torch.float32, device="cpu")
     for r0 in range(0, out_features, tile):
-        ids = torch.arange(r0, min(r0 + tile, out_features))
+        ids = torch.arange(r0, min(r0 + tile, out_features), device="cpu")
         torch.mm(rows(fmt, ids, view, threads), x.T, out=yt[r0:r0 + ids.numel()])
     return yt.T

@@ -32,7 +32,7 @@ def rows(fmt, ids: torch.Tensor) -> torch.Tensor:
         raise IndexError(f"row ids must lie in [0, {fmt.spec.shape[0]})")
     unique, inverse = torch.unique(ids, return_inverse=True)
     decoded = torch.cat([fmt.dequantize_rows(r, r + 1) for r in unique.tolist()]) if unique.numel() else \
-        torch.empty(0, fmt.spec.shape[1])
+        torch.empty(0, fmt.spec.shape[1], device=ids.device)
     return decoded.to(ids.device)[inverse]
 
 

@@ -49,12 +49,12 @@ class _UniformColumns:
     (or, with ``static``, for every group before the first column)."""
 
     def __init__(self, spec: uniform.UniformSpec, order: torch.Tensor, static_from: torch.Tensor | None):
-        rows = spec.shape[0]
-        self.spec, self.order = spec, order
+        rows, dev = spec.shape[0], order.device
+        self.spec, self.order = spec, order.tolist()  # read per column: a list, not a device tensor
         self.qmax = (1 << spec.bits) - 1
-        self.scale = torch.ones(rows, spec.n_groups, dtype=torch.float16)
-        self.zero = torch.zeros(rows, spec.n_groups, dtype=torch.uint8)
-        self.codes = torch.zeros(spec.shape, dtype=torch.uint8)
+        self.scale = torch.ones(rows, spec.n_groups, dtype=torch.float16, device=dev)
+        self.zero = torch.zeros(rows, spec.n_groups, dtype=torch.uint8, device=dev)
+        self.codes = torch.zeros(spec.shape, dtype=torch.uint8, device=dev)
         self.group = 0 if static_from is not None else spec.group
         if static_from is not None:
             g = spec.group
@@ -72,7 +72,7 @@ class _UniformColumns:
             self._fit(col // self.spec.group, weights)
 
     def quantize_column(self, col: int, w: torch.Tensor) -> torch.Tensor:
-        orig = int(self.order[col])
+        orig = self.order[col]
         k = orig // self.spec.group
         s = self.scale[:, k].to(torch.float64)
         z = self.zero[:, k].to(torch.float64)

@@ -57,7 +57,7 @@ def inverse_cholesky(hessian: torch.Tensor, damp: float = 0.01, name: str = "?")
         warnings.warn(f"layer {name}: the calibration Hessian is not positive definite (rank-deficient "
                       f"inputs, e.g. fewer calibration tokens than {n} input features); damping it", stacklevel=2)
     lam = damp * mean_diag
-    eye = torch.eye(n, dtype=torch.float64)
+    eye = torch.eye(n, dtype=torch.float64, device=h.device)
     for attempt in range(_MAX_DAMPING_TRIES):
         chol, info = torch.linalg.cholesky_ex(h + lam * eye)
         if info == 0:
@@ -82,9 +82,10 @@ def ordered_inverse(weight: torch.Tensor, hessian: torch.Tensor, damp: float, na
     stored); ``upper`` the upper Cholesky factor of the damped inverse Hessian in that order."""
     h = check_hessian(hessian, weight.shape[1], name)
     cols = h.shape[0]
-    order = torch.argsort(torch.diagonal(h), descending=True, stable=True) if act_order else torch.arange(cols)
+    order = torch.argsort(torch.diagonal(h), descending=True, stable=True) if act_order \
+        else torch.arange(cols, device=h.device)
     inv = inverse_cholesky(h[order][:, order], damp, name)
-    dead = torch.zeros(cols, dtype=torch.bool)
+    dead = torch.zeros(cols, dtype=torch.bool, device=h.device)
     dead[order] = inv.dead
     w = weight.detach().to(torch.float64).clone()
     w[:, dead] = 0

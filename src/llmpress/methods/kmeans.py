@@ -117,9 +117,9 @@ def quantize_weight(weight: torch.Tensor, config: KMeansConfig, name: str = "wei
         raise ConfigError(f"{name}: k-means sensitivity={config.sensitivity!r} needs the layer's calibration "
                           "Hessian; run it through the calibrated driver (llmpress compress adds calibration)")
     points = pts.to_points(weight.detach().float(), shape_config)
-    mass = torch.ones(points.shape[:2])
+    mass = points.new_ones(points.shape[:2])
     if importance is not None:
-        imp = importance.detach().float().cpu().expand(weight.shape).contiguous()
+        imp = importance.detach().float().to(weight.device).expand(weight.shape).contiguous()
         if not bool((imp >= 0).all()) or not bool(imp.sum() > 0):
             raise ConfigError(f"{name}: k-means importance must be >= 0 and not all 0")
         # A vector of cluster_dim weights counts with the summed importance of its columns.
@@ -163,7 +163,7 @@ def _row_tables(palette: PaletteTensor) -> torch.Tensor:
 def _damped(hessian: torch.Tensor, damp: float) -> torch.Tensor:
     """H + damp x mean(diag H) x I in float64: the objective refit and coordinate descent share."""
     h = hessian.to(torch.float64)
-    return h + damp * float(torch.diagonal(h).mean()) * torch.eye(h.shape[0], dtype=torch.float64)
+    return h + damp * float(torch.diagonal(h).mean()) * torch.eye(h.shape[0], dtype=torch.float64, device=h.device)
 
 
 class _NearestEntry:
@@ -172,15 +172,15 @@ class _NearestEntry:
     group = 0  # the tables are set before the first column
 
     def __init__(self, tables: torch.Tensor, order: torch.Tensor):
-        self.tables, self.order = tables, order  # [rows, K] float64; column visiting order
-        self.codes = torch.zeros(tables.shape[0], order.numel(), dtype=torch.uint8)
+        self.tables, self.order = tables, order.tolist()  # [rows, K] float64; column visiting order
+        self.codes = torch.zeros(tables.shape[0], len(self.order), dtype=torch.uint8, device=tables.device)
 
     def start_group(self, col: int, weights: torch.Tensor) -> None:
         pass
 
     def quantize_column(self, col: int, w: torch.Tensor) -> torch.Tensor:
         idx = (w.unsqueeze(1) - self.tables).abs().argmin(1)
-        self.codes[:, int(self.order[col])] = idx.to(torch.uint8)
+        self.codes[:, self.order[col]] = idx.to(torch.uint8)
         return self.tables.gather(1, idx.unsqueeze(1)).squeeze(1)
 
 
@@ -251,7 +251,7 @@ def coordinate_descent(weight: torch.Tensor, hessian: torch.Tensor, palette: Pal
     grad = err @ h
     for b0 in range(0, cols, block_size):
         b1 = min(b0 + block_size, cols)
-        moved = torch.zeros(rows, b1 - b0, dtype=torch.float64)
+        moved = w.new_zeros(rows, b1 - b0)
         for j in range(b0, b1):
             step = (w[:, j:j + 1] - tables) - err[:, j:j + 1]                              # [rows, K]
             best = (2 * step * grad[:, j:j + 1] + h[j, j] * step * step).argmin(1, keepdim=True)

@@ -24,6 +24,15 @@ from tqdm.auto import tqdm
 from llmpress.errors import ConfigError
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's first parameter or buffer lives (inputs are moved there)."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
 class _Captured(Exception):
     """Raised by the capture hook to stop the forward pass once layer 0's inputs are known."""
 
@@ -67,7 +76,8 @@ class LayerStep:
         X [tokens, in_features] stacks every calibration token's input to that linear."""
         linears = {n: m for n, m in self.layer.named_modules()
                    if isinstance(m, nn.Linear) and (names is None or n in names)}
-        grams = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64) for n, m in linears.items()}
+        grams = {n: torch.zeros(m.in_features, m.in_features, dtype=torch.float64, device=m.weight.device)
+                 for n, m in linears.items()}
 
         # q/k/v (and gate/up) read the same tensor: compute its product once per batch. Each
         # entry keeps its input alive, so no other tensor can reuse the address in that batch.
@@ -114,7 +124,7 @@ def capture_inputs(model: nn.Module, ids: torch.Tensor, batch_size: int = 8,
     try:
         for i in range(0, ids.shape[0], batch_size):
             try:
-                model(input_ids=ids[i:i + batch_size], use_cache=False)
+                model(input_ids=ids[i:i + batch_size].to(model_device(model)), use_cache=False)
             except _Captured:
                 pass
     finally:
@@ -155,18 +165,18 @@ def hessian_diagonals(model: nn.Module, ids: torch.Tensor, names: list[str] | No
     missing = sorted(set(names or ()) - set(linears))
     if missing:
         raise ConfigError(f"no nn.Linear named {missing[:3]} in {type(model).__name__}")
-    sums = {n: torch.zeros(m.in_features, dtype=torch.float64) for n, m in linears.items()}
+    sums = {n: torch.zeros(m.in_features, dtype=torch.float64, device=m.weight.device) for n, m in linears.items()}
 
     def hook(name):
         def accumulate(module, args):
             x = args[0]
-            sums[name] += x.reshape(-1, x.shape[-1]).to(torch.float64).pow(2).sum(0).cpu()
+            sums[name] += x.reshape(-1, x.shape[-1]).to(torch.float64).pow(2).sum(0)
         return accumulate
 
     handles = [m.register_forward_pre_hook(hook(n)) for n, m in linears.items()]
     try:
         for i in range(0, ids.shape[0], batch_size):
-            model(input_ids=ids[i:i + batch_size].to(next(model.parameters()).device), use_cache=False)
+            model(input_ids=ids[i:i + batch_size].to(model_device(model)), use_cache=False)
     finally:
         for h in handles:
             h.remove()

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from llmpress.deltastore import Delta, model_hash
 from llmpress.errors import CheckpointError, ConfigError
 from llmpress.methods.deltadq import compress_layer, extract
-from llmpress.models.calibration import layerwise
+from llmpress.models.calibration import layerwise, model_device
 from llmpress.models.layers import set_module
 from llmpress.nn.delta_linear import DeltaLinear
 
@@ -104,7 +104,8 @@ def distill_scales(base: nn.Module, finetuned: nn.Module, linear: dict, dense: d
         with torch.enable_grad():  # compress() runs under no_grad
             for _ in tqdm(range(config.distill_steps), desc="BitDelta scale distillation", unit="step",
                           disable=not progress):
-                batch = calib_ids[torch.randperm(calib_ids.shape[0], generator=g)[:config.distill_batch]]
+                pick = torch.randperm(calib_ids.shape[0], generator=g, device="cpu")[:config.distill_batch]
+                batch = calib_ids[pick.to(calib_ids.device)].to(model_device(finetuned))
                 with torch.no_grad():
                     target = finetuned(input_ids=batch, use_cache=False).logits.float()
                 loss = (served(input_ids=batch, use_cache=False).logits.float() - target).pow(2).mean()

@@ -48,14 +48,14 @@ class DeltaLinear(nn.Module):
     def _sparse(self, device: torch.device) -> torch.Tensor:
         if self._csr is None or self._csr.device != device:
             fmt: SparseDeltaTensor = self.packed()
-            row, col = fmt.positions()
             values = fmt.kept_values()
+            row, col = (t.to(values.device) for t in fmt.positions())
             counts = torch.bincount(row, minlength=self.out_features)
-            crow = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]).to(torch.int32)
+            crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(torch.int32)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
                 self._csr = torch.sparse_csr_tensor(crow, col.to(torch.int32), values,
-                                                    (self.out_features, self.in_features)).to(device)
+                                                    (self.out_features, self.in_features), device=values.device).to(device)
         return self._csr
 
     def delta_forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -41,12 +41,13 @@ class _Clustered(nn.Module):
                                   f"cluster_dim {config.cluster_dim})")
             centroids = centroids.detach().to(device=weight.device, dtype=torch.float32).clone()
         self.register_buffer("centroids", centroids)
-        self.register_buffer("tau", torch.tensor(dkm.absolute_tau(weight, config), dtype=torch.float64))
+        self.register_buffer("tau", torch.tensor(dkm.absolute_tau(weight, config), dtype=torch.float64,
+                                                device=weight.device))
         # Both ends of an annealed temperature, absolute, from the weights as prepared: a schedule
         # that followed the trained weights' variance would not end where it was asked to.
         self._tau_ends = (float(self.tau), dkm.absolute_tau(weight, config, config.tau_final)
                           if config.tau_final is not None else float(self.tau))
-        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))  # training forwards seen
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64, device=weight.device))  # training forwards seen
         self._cache: tuple | None = None
 
     def anneal(self, progress: float) -> None:

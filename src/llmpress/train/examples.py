@@ -56,15 +56,16 @@ class LazyEncoded:
 
 
 def collate(items: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
-    """{input_ids, attention_mask, labels}: [batch, longest] tensors, right-padded."""
+    """{input_ids, attention_mask, labels}: [batch, longest] tensors, right-padded (on the host: the
+    loop moves each batch to the model's device)."""
     width = max(len(e.ids) for e in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros(len(items), width, dtype=torch.long)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long, device="cpu")
+    labels = torch.full((len(items), width), IGNORE, dtype=torch.long, device="cpu")
+    mask = torch.zeros(len(items), width, dtype=torch.long, device="cpu")
     for row, e in enumerate(items):
         n = len(e.ids)
-        ids[row, :n] = torch.tensor(e.ids)
-        labels[row, :n] = torch.tensor(e.labels)
+        ids[row, :n] = torch.tensor(e.ids, device="cpu")
+        labels[row, :n] = torch.tensor(e.labels, device="cpu")
         mask[row, :n] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 

@@ -32,7 +32,7 @@ def magnitude(delta: torch.Tensor, ratio: float, bits: int) -> SparseDeltaTensor
                           f"{cols}-wide row; use a smaller ratio or fewer bits")
     keep = min(keep, cols)
     col = d.abs().topk(keep, dim=1).indices.sort(dim=1).values
-    row = torch.arange(rows).unsqueeze(1).expand_as(col)
+    row = torch.arange(rows, device=col.device).unsqueeze(1).expand_as(col)
     return from_kept((rows, cols), row.reshape(-1), col.reshape(-1), d[row, col].reshape(-1), bits, 0,
                      mask="indices")
 

@@ -31,12 +31,12 @@ def group_dropout(delta: torch.Tensor, group: int, keep: int, seed: int, bits: i
     """delta [rows, cols] -> sparse format keeping ``keep`` of every ``group`` entries per row."""
     d = delta.detach().to(torch.float32)
     rows, cols = d.shape
-    col = dropout_masks.group_positions(rows, cols, group, keep, seed)
-    row = torch.arange(rows).unsqueeze(1).expand_as(col)
+    col = dropout_masks.group_positions(rows, cols, group, keep, seed).to(d.device)
+    row = torch.arange(rows, device=d.device).unsqueeze(1).expand_as(col)
     # Rescale by the exact kept share of each entry's own group (the last group may be shorter).
     full = (cols // group) * group
     last = cols - full
-    scale = torch.full(col.shape, group / keep if keep else 0.0)
+    scale = torch.full(col.shape, group / keep if keep else 0.0, device=d.device)
     if last:
         k_last = dropout_masks.ragged_keep(keep, group, last)
         scale[col >= full] = last / k_last if k_last else 0.0

@@ -56,7 +56,7 @@ def initial_centroids(weight: torch.Tensor, config: DKMConfig, importance: torch
     if config.init == "kmeans++" and config.implementation in ("fused", "naive"):
         # Small groups hold mostly distinct values: every point with count 1 is the same
         # objective, without a unique() per group (thousands of them per layer at one row each).
-        counts = mass if mass is not None else torch.ones(points.shape[:2])
+        counts = mass if mass is not None else points.new_ones(points.shape[:2])
         return kmeans_plus_plus(points.float(), counts, config.n_clusters, seed=config.seed)
     values, counts, idx = distinct(points)
     if mass is not None:

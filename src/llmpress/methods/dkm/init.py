@@ -20,7 +20,7 @@ def kmeans_plus_plus(values: torch.Tensor, counts: torch.Tensor, k: int, seed: i
     gen = torch.Generator(device="cpu").manual_seed(seed)
     x, n = values.float().cpu(), counts.float().cpu()
     G, V, d = x.shape
-    rows = torch.arange(G)
+    rows = torch.arange(G, device=x.device)
     pick = _draw(n, gen)
     centers = [x[rows, pick]]
     best = _sq_dist(x, centers[0].unsqueeze(1)).squeeze(-1)
@@ -68,7 +68,7 @@ def _draw(p: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """One index per row of p [G, V] (weights >= 0, a positive sum), drawn with probability
     proportional to p: inverse-CDF sampling, one pass instead of torch.multinomial's several."""
     cdf = p.double().cumsum(1)
-    u = torch.rand(p.shape[0], 1, generator=gen, dtype=torch.float64) * cdf[:, -1:]
+    u = torch.rand(p.shape[0], 1, generator=gen, dtype=torch.float64, device=p.device) * cdf[:, -1:]
     # right=True skips zero-weight rows: a draw lands strictly below the next positive step.
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_max(p.shape[1] - 1)
 
@@ -87,8 +87,8 @@ def _lloyd_step(x: torch.Tensor, n: torch.Tensor, c: torch.Tensor) -> torch.Tens
     """One hard k-means step with weights ``n``; an empty cluster keeps its centroid."""
     G, K, d = c.shape
     near = _nearest(x, c)
-    mass = torch.zeros(G, K).scatter_add_(1, near, n)
-    total = torch.zeros(G, K, d).scatter_add_(1, near.unsqueeze(-1).expand(-1, -1, d), x * n.unsqueeze(-1))
+    mass = x.new_zeros(G, K).scatter_add_(1, near, n)
+    total = x.new_zeros(G, K, d).scatter_add_(1, near.unsqueeze(-1).expand(-1, -1, d), x * n.unsqueeze(-1))
     mass = mass.unsqueeze(-1)
     return torch.where(mass > 0, total / mass.clamp_min(1e-30), c)
 
@@ -122,26 +122,26 @@ def _exact_1d(x: torch.Tensor, n: torch.Tensor, k: int) -> torch.Tensor:
         mass = w[j] - w[i]
         return (s2[j] - s2[i] - (s1[j] - s1[i]) ** 2 / mass).clamp_min(0)
 
-    j_all = torch.arange(V + 1)
-    prev = torch.where(j_all > 0, cost(torch.zeros_like(j_all), j_all.clamp_min(1)), torch.zeros(V + 1, dtype=x.dtype))
+    j_all = torch.arange(V + 1, device=x.device)
+    prev = torch.where(j_all > 0, cost(torch.zeros_like(j_all), j_all.clamp_min(1)), x.new_zeros(V + 1))
     splits = []
     for m in range(2, k + 1):
-        cur = torch.full((V + 1,), float("inf"), dtype=x.dtype)
-        arg = torch.zeros(V + 1, dtype=torch.int64)
+        cur = torch.full((V + 1,), float("inf"), dtype=x.dtype, device=x.device)
+        arg = torch.zeros(V + 1, dtype=torch.int64, device=x.device)
         # segments: j in [jlo, jhi], best split searched in [olo, ohi]
-        jlo, jhi = torch.tensor([m]), torch.tensor([V])
-        olo, ohi = torch.tensor([m - 1]), torch.tensor([V - 1])
+        jlo, jhi = torch.tensor([m], device=x.device), torch.tensor([V], device=x.device)
+        olo, ohi = torch.tensor([m - 1], device=x.device), torch.tensor([V - 1], device=x.device)
         while jlo.numel():
             mid = (jlo + jhi) // 2
             top = torch.minimum(ohi, mid - 1)
             width = top - olo + 1
-            seg = torch.repeat_interleave(torch.arange(mid.numel()), width)
+            seg = torch.repeat_interleave(torch.arange(mid.numel(), device=x.device), width)
             start = torch.cumsum(width, 0) - width
-            i = olo[seg] + torch.arange(seg.numel()) - start[seg]
+            i = olo[seg] + torch.arange(seg.numel(), device=x.device) - start[seg]
             val = prev[i] + cost(i, mid[seg])
-            best = torch.full((mid.numel(),), float("inf"), dtype=x.dtype).scatter_reduce(0, seg, val, "amin")
+            best = x.new_full((mid.numel(),), float("inf")).scatter_reduce(0, seg, val, "amin")
             first = torch.where(val <= best[seg], i, torch.full_like(i, V + 1))
-            best_i = torch.full((mid.numel(),), V + 1, dtype=torch.int64).scatter_reduce(0, seg, first, "amin")
+            best_i = torch.full_like(mid, V + 1).scatter_reduce(0, seg, first, "amin")
             cur[mid], arg[mid] = best, best_i
             left, right = jlo <= mid - 1, mid + 1 <= jhi
             jlo, jhi, olo, ohi = (torch.cat([a[left], b[right]]) for a, b in
@@ -152,6 +152,6 @@ def _exact_1d(x: torch.Tensor, n: torch.Tensor, k: int) -> torch.Tensor:
     for arg in reversed(splits):
         j = int(arg[j])
         bounds.append(j)
-    bounds = torch.tensor([0] + bounds[::-1])
+    bounds = torch.tensor([0] + bounds[::-1], device=x.device)
     lo, hi = bounds[:-1], bounds[1:]
     return (s1[hi] - s1[lo]) / (w[hi] - w[lo])

@@ -60,6 +60,18 @@ def _is_parameter(t: torch.Tensor) -> bool:
     return base.is_leaf and base.requires_grad
 
 
+def move(raw: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``raw`` on ``device`` (itself when already there). From a GPU to the host the copy lands in
+    pinned memory and is not waited for: it is ordered on the stream before any kernel that could
+    reuse the source's memory, and the copy back (also non-blocking) is ordered after it."""
+    if raw.device == device:
+        return raw
+    if raw.is_cuda and device.type == "cpu":
+        out = torch.empty(raw.shape, dtype=raw.dtype, device="cpu", pin_memory=True)
+        return out.copy_(raw, non_blocking=True)
+    return raw.to(device)
+
+
 def _storage_bytes(t: torch.Tensor) -> torch.Tensor:
     """The whole storage under ``t`` as a flat uint8 tensor (no copy)."""
     return torch.empty(0, dtype=torch.uint8, device=t.device).set_(t.untyped_storage())
@@ -121,7 +133,7 @@ class SavedTensorHooks(saved_tensors_hooks):
         if sharded:
             raw = sharding.keep_shard(raw)
         if self.device is not None:
-            raw = raw.to(self.device)  # no copy when the tensor is already there
+            raw = move(raw, self.device)
             self.stats.moved_bytes += raw.numel()
         entry = (raw, nbytes, sharded)
         self._stored[base.untyped_storage().data_ptr()] = (weakref.ref(base), entry)
@@ -136,7 +148,7 @@ class SavedTensorHooks(saved_tensors_hooks):
         (raw, nbytes, sharded), dtype, size, stride, offset, device = packed
         if sharded:
             raw = sharding.gather_shards(raw, nbytes)
-        raw = raw.to(device)
+        raw = raw.to(device, non_blocking=raw.is_pinned())
         return torch.empty(0, dtype=dtype, device=device).set_(raw.untyped_storage(), offset, size, stride)
 
 

@@ -74,8 +74,8 @@ def backward_tables(x: torch.Tensor, counts: torch.Tensor, grad_sum: torch.Tenso
     G, K, d = c0.shape
     x, counts, grad_sum, c0 = (t.to(TABLE_DTYPE) for t in (x, counts, grad_sum, c0))
     with torch.enable_grad():
-        probes = [(torch.zeros(G, K, d, dtype=x.dtype, requires_grad=True),
-                   torch.zeros(G, K, dtype=x.dtype, requires_grad=True)) for _ in range(iterations)]
+        probes = [(x.new_zeros(G, K, d, requires_grad=True),
+                   x.new_zeros(G, K, requires_grad=True)) for _ in range(iterations)]
         cs, _ = chain(x, counts, c0, tau, iterations, probes=probes)
         loss = (grad_sum * output_table(x, cs, tau)).sum()
         flat = [p for pair in probes for p in pair]

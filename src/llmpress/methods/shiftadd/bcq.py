@@ -32,10 +32,10 @@ _SEARCH_BYTES = 1 << 26
 
 
 @functools.lru_cache(maxsize=32)
-def codewords(q: int, dtype=torch.float64) -> torch.Tensor:
+def codewords(q: int, dtype=torch.float64, device: torch.device | str = "cpu") -> torch.Tensor:
     """[2^q, q] in {-1, +1}: row k has +1 in column i where bit i of k is set (cached: do not modify)."""
-    k = torch.arange(1 << q).unsqueeze(1)
-    return (((k >> torch.arange(q)) & 1).to(dtype) * 2 - 1)
+    k = torch.arange(1 << q, device=device).unsqueeze(1)
+    return (((k >> torch.arange(q, device=device)) & 1).to(dtype) * 2 - 1)
 
 
 def greedy(x: torch.Tensor, q: int, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,7 +66,7 @@ def nearest_codes(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """For fixed alpha [N, q], the codes [N, q, g] minimising |x - alpha . b| element by element."""
     n, g = x.shape
     q = alpha.shape[1]
-    words = codewords(q, x.dtype)                   # [2^q, q]
+    words = codewords(q, x.dtype, x.device)                 # [2^q, q]
     levels = code_levels(alpha, words)              # [N, 2^q]: every value a code can take
     rows = max(1, _SEARCH_BYTES // (8 * g * (1 << q)))
     best = torch.cat([(x[i:i + rows].unsqueeze(2) - levels[i:i + rows].unsqueeze(1)).abs().argmin(dim=2)
@@ -97,7 +97,7 @@ UNIFORM_CLIPS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 def uniform_start(x: torch.Tensor, q: int, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """For each group, the symmetric uniform grid (levels: odd multiples of s) with the lowest
     error over :data:`UNIFORM_CLIPS`, as BCQ scales [N, q] and codes [N, q, g]."""
-    powers = torch.exp2(torch.arange(q - 1, -1, -1, dtype=x.dtype))   # (2^(q-1), ..., 1)
+    powers = torch.exp2(torch.arange(q - 1, -1, -1, dtype=x.dtype, device=x.device))   # (2^(q-1), ..., 1)
     top = x.abs().amax(dim=1, keepdim=True)
     best = None
     for clip in UNIFORM_CLIPS:

@@ -51,14 +51,15 @@ class _BinaryColumns:
     batched BCQ, when the first of those columns is reached. ``cost`` [cols]: what a squared
     error in each column costs (None = the same for all); the fit weights each value by it."""
 
-    def __init__(self, spec: BCQSpec, rounds: int, window: int, cost: torch.Tensor | None = None):
+    def __init__(self, spec: BCQSpec, rounds: int, window: int, cost: torch.Tensor | None = None,
+                 device: torch.device | str = "cpu"):
         q, rows, cols = spec.bits, *spec.shape
         self.spec, self.rounds, self.cost = spec, rounds, cost
         self.group = window if cols % window == 0 else spec.col_group
-        self.words = codewords(q)
-        self.codes = torch.zeros(q, rows, cols, dtype=torch.bool)
-        self.exponents = torch.zeros(*spec.scale_shape, spec.terms, dtype=torch.int16)
-        self.negative = torch.zeros(*spec.scale_shape, spec.terms, dtype=torch.bool)
+        self.words = codewords(q, device=device)
+        self.codes = torch.zeros(q, rows, cols, dtype=torch.bool, device=device)
+        self.exponents = torch.zeros(*spec.scale_shape, spec.terms, dtype=torch.int16, device=device)
+        self.negative = torch.zeros(*spec.scale_shape, spec.terms, dtype=torch.bool, device=device)
         self.start = 0
         self.levels: torch.Tensor | None = None  # [blocks in window, rows, 2^q]: values a weight can take
         self.bcq_error = 0.0    # squared weight error of the fitted groups with float scales
@@ -98,7 +99,7 @@ class _BinaryColumns:
         if blocks is not None:
             inv = torch.argsort(blocks)
             cg = self.spec.col_group
-            cols = (inv.unsqueeze(1) * cg + torch.arange(cg)).reshape(-1)
+            cols = (inv.unsqueeze(1) * cg + torch.arange(cg, device=inv.device)).reshape(-1)
             codes, exps, neg = codes[:, :, cols], exps[:, :, inv], neg[:, :, inv]
         return BCQTensor.from_codes(codes, exps, neg, self.spec)
 
@@ -124,13 +125,13 @@ def quantize(weight: torch.Tensor, hessian: torch.Tensor | None, config: ShiftAd
     w = weight.detach().to(torch.float64).clone()
     blocks = cost = None
     if hessian is None:
-        upper = torch.eye(spec.shape[1], dtype=torch.float64)
+        upper = torch.eye(spec.shape[1], dtype=torch.float64, device=w.device)
     else:
         h = check_hessian(hessian, spec.shape[1], name)
         if config.act_order:
             cg = spec.col_group
             blocks = block_order(h, cg)
-            order = (blocks.unsqueeze(1) * cg + torch.arange(cg)).reshape(-1)
+            order = (blocks.unsqueeze(1) * cg + torch.arange(cg, device=blocks.device)).reshape(-1)
             w, h = w[:, order], h[order][:, order]
         inv = inverse_cholesky(h, config.damp, name)
         w[:, inv.dead] = 0
@@ -138,7 +139,7 @@ def quantize(weight: torch.Tensor, hessian: torch.Tensor | None, config: ShiftAd
         # GPTQ's cost of rounding column j by e (before feedback repairs what it can):
         # e^2 / [H^-1]_jj = (e / U_jj)^2, so a shared scale is fit with these weights
         cost = torch.diagonal(upper).pow(-2)
-    columns = _BinaryColumns(spec, config.rounds, config.fit_window, cost)
+    columns = _BinaryColumns(spec, config.rounds, config.fit_window, cost, w.device)
     quantize_columns(w, upper, columns, config.block_size)
     if report is not None:
         norm = float(w.pow(2).sum()) or 1.0
