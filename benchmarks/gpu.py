@@ -271,7 +271,8 @@ def render(data: dict) -> str:
         if "not_run" in r:
             lines.append(f"| {r['method']} | not run: {r['not_run']} | | | |")
         else:
-            lines.append(f"| {r['method']} | {r['seconds']:.2f} | {r['gpu_peak_bytes'] / 1e9:.2f} GB | "
+            peak = "n/a (CPU)" if r["gpu_peak_bytes"] is None else f"{r['gpu_peak_bytes'] / 1e9:.2f} GB"
+            lines.append(f"| {r['method']} | {r['seconds']:.2f} | {peak} | "
                          f"{r['saved']['kept_bytes'] / 1e6:.1f} MB | {r['host_device_bytes'] / 1e6:.1f} MB |")
     return "\n".join(lines)
 

@@ -77,6 +77,27 @@ def test_compression_makes_no_tensor_off_the_weights_device(tiny_tokenizer, meth
     assert results[0][1] == results[1][1]
 
 
+@pytest.mark.parametrize("memory", ["naive", "unique", "table", "fused"])
+@pytest.mark.parametrize("marshal", [False, True])
+def test_dkm_clustering_makes_no_tensor_off_the_weights_device(memory, marshal):
+    from llmpress.methods.dkm import cluster
+
+    config = DKMConfig(n_bits=3, max_iter=3, memory=memory, marshal=marshal)
+    g = torch.Generator().manual_seed(0)
+    w0 = (torch.randn(48, 64, generator=g) * 0.05).half().float()
+    grad = torch.randn(48, 64, generator=g)
+    c0 = torch.linspace(float(w0.min()), float(w0.max()), 8).view(1, -1, 1)
+    results = []
+    for guarded in (False, True):
+        w = torch.nn.Parameter(w0.clone())
+        with implicit_tensors_on_meta() if guarded else contextlib.nullcontext():
+            out, c = cluster(w, config, centroids=c0)
+            out.backward(grad)
+        results.append((out.detach(), c, w.grad))
+    for a, b in zip(*results):
+        assert a.device.type == "cpu" and torch.equal(a, b)
+
+
 def test_dkm_finetuning_makes_no_tensor_off_the_models_device(tiny_tokenizer):
     hooks = DKMModelConfig(linear=DKMConfig(n_bits=2, max_iter=2), embedding=None)
     runs = []

@@ -46,6 +46,22 @@ def test_matmul_equals_dense(make, shape, bits, group, tokens):
 
 
 @pytest.mark.parametrize("make,shape,bits,group", _cases())
+@pytest.mark.parametrize("splits", [2, 3, 1000])
+def test_split_columns_add_up_to_the_same_product(make, shape, bits, group, splits):
+    w = make(shape, bits, group)
+    x = torch.randn(3, shape[1], generator=torch.Generator().manual_seed(1))
+    y = tp.matmul(x.to(DEVICE), _on_device(w), splits=splits)
+    assert _rel(y.cpu(), x.double() @ w.dequantize(torch.float64).T) < TOL
+
+
+def test_column_splits_fill_the_processors():
+    assert tp.column_splits(row_blocks=36, token_blocks=1, k_blocks=3, processors=132) == 3   # at most one per block
+    assert tp.column_splits(row_blocks=36, token_blocks=1, k_blocks=64, processors=132) == 15  # ~4 programs per SM
+    assert tp.column_splits(row_blocks=688, token_blocks=1, k_blocks=16, processors=132) == 1  # already full
+    assert tp.column_splits(row_blocks=5, token_blocks=1, k_blocks=9, processors=1) == 1
+
+
+@pytest.mark.parametrize("make,shape,bits,group", _cases())
 def test_rows_are_the_dequantized_rows_exactly(make, shape, bits, group):
     w = make(shape, bits, group)
     ids = torch.tensor([0, shape[0] - 1, shape[0] // 2, 0] + list(range(1, min(shape[0], 20))))
@@ -56,7 +72,7 @@ def test_rows_are_the_dequantized_rows_exactly(make, shape, bits, group):
 
 
 def test_block_shapes_follow_the_token_count():
-    assert tp.blocks(1) == (1, 128, 64, False)
+    assert tp.blocks(1) == (1, 32, 256, False)
     assert tp.blocks(5)[0] == 8 and not tp.blocks(5)[3]
     for tokens in (1, 2, 7, 15):  # the broadcast product stays within ~8K values per program
         bt, bn, bk, dot = tp.blocks(tokens)

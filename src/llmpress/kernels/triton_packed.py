@@ -90,14 +90,20 @@ def _decode(p0, p1, p2, n0, n1, rn, rk, rows, cols, g0, g1,
 
 
 @triton.jit
-def _packed_matmul(x_ptr, y_ptr, tokens, rows, cols, p0, p1, p2, n0, n1, g0, g1,
+def _packed_matmul(x_ptr, y_ptr, tokens, rows, cols, p0, p1, p2, n0, n1, g0, g1, k_chunk,
                    KIND: tl.constexpr, BITS: tl.constexpr, STRADDLES: tl.constexpr,
-                   BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, USE_DOT: tl.constexpr):
-    """y[tokens, rows] = x[tokens, cols] W^T, x and y float32 and contiguous."""
+                   BLOCK_T: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, USE_DOT: tl.constexpr,
+                   SPLIT: tl.constexpr):
+    """y[tokens, rows] = x[tokens, cols] W^T, x and y float32 and contiguous.
+
+    Program (i, j, s) owns rows i*BLOCK_N.., tokens j*BLOCK_T.. and columns s*k_chunk..; with
+    SPLIT the column chunks add into a zeroed y atomically (split-K).
+    """
     rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     rt = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    k_start = tl.program_id(2) * k_chunk
     acc = tl.zeros((BLOCK_T, BLOCK_N), tl.float32)
-    for k0 in range(0, cols, BLOCK_K):
+    for k0 in range(k_start, tl.minimum(k_start + k_chunk, cols), BLOCK_K):
         rk = k0 + tl.arange(0, BLOCK_K)
         w = _decode(p0, p1, p2, n0, n1, rn, rk, rows, cols, g0, g1, KIND, BITS, STRADDLES)
         x_mask = (rt[:, None] < tokens) & (rk[None, :] < cols)
@@ -107,7 +113,11 @@ def _packed_matmul(x_ptr, y_ptr, tokens, rows, cols, p0, p1, p2, n0, n1, g0, g1,
         else:  # a few tokens: a broadcast multiply-add, no tensor-core minimum tile
             acc += tl.sum(x[:, None, :] * w[None, :, :], axis=2)
     y_mask = (rt[:, None] < tokens) & (rn[None, :] < rows)
-    tl.store(y_ptr + rt.to(tl.int64)[:, None] * rows + rn[None, :], acc, mask=y_mask)
+    y_at = y_ptr + rt.to(tl.int64)[:, None] * rows + rn[None, :]
+    if SPLIT:
+        tl.atomic_add(y_at, acc, mask=y_mask)
+    else:
+        tl.store(y_at, acc, mask=y_mask)
 
 
 def _arguments(fmt, state: dict) -> tuple:
@@ -133,26 +143,52 @@ def blocks(tokens: int) -> tuple[int, int, int, bool]:
     """
     if tokens >= 16:
         return min(64, triton.next_power_of_2(tokens)), 64, 32, True
-    t = triton.next_power_of_2(tokens)
-    n = max(16, 128 // t)
+    t = triton.next_power_of_2(max(tokens, 1))
+    n = max(16, 32 // t)  # narrow row tiles: more programs for the GPU at batch 1
     return t, n, max(16, 8192 // (t * n)), False
 
 
-def matmul(x: torch.Tensor, fmt, state: dict | None = None) -> torch.Tensor:
-    """x [T, in] float32 -> y [T, out] float32 = x W^T, W read packed from ``fmt``'s buffers."""
+def _processors(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1  # the interpreter runs programs one after another: no reason to split
+
+
+def column_splits(row_blocks: int, token_blocks: int, k_blocks: int, processors: int) -> int:
+    """How many column chunks (split-K) give the GPU about 4 programs per multiprocessor.
+
+    A decoder's small layers at batch 1 have few row blocks (576 rows: 36 programs of 16 rows), far
+    fewer than an H100's 132 multiprocessors; splitting the columns fills the GPU at the price of
+    one atomic add per output per chunk.
+    """
+    programs = row_blocks * token_blocks
+    return max(1, min(k_blocks, (4 * processors + programs - 1) // programs))
+
+
+def matmul(x: torch.Tensor, fmt, state: dict | None = None, splits: int | None = None) -> torch.Tensor:
+    """x [T, in] float32 -> y [T, out] float32 = x W^T, W read packed from ``fmt``'s buffers.
+
+    ``splits``: column chunks (split-K); None picks them for the device (:func:`column_splits`).
+    """
     state = {} if state is None else state
     kind, bits, p0, p1, p2, n0, n1, g0, g1 = _arguments(fmt, state)
     rows, cols = fmt.spec.shape
     x = x.to(torch.float32).contiguous()
     tokens = x.shape[0]
-    y = torch.empty(tokens, rows, dtype=torch.float32, device=x.device)
+    bt, bn, bk, dot = blocks(tokens)
+    row_blocks, token_blocks, k_blocks = triton.cdiv(rows, bn), triton.cdiv(max(tokens, 1), bt), triton.cdiv(cols, bk)
+    if splits is None:
+        splits = column_splits(row_blocks, token_blocks, k_blocks, _processors(x.device))
+    splits = max(1, min(splits, k_blocks))
+    k_chunk = triton.cdiv(k_blocks, splits) * bk
+    splits = triton.cdiv(cols, k_chunk)  # no empty chunk
+    y = (torch.zeros if splits > 1 else torch.empty)(tokens, rows, dtype=torch.float32, device=x.device)
     if tokens == 0:
         return y
-    bt, bn, bk, dot = blocks(tokens)
-    grid = (triton.cdiv(rows, bn), triton.cdiv(tokens, bt))
-    _packed_matmul[grid](x, y, tokens, rows, cols, p0, p1, p2, n0, n1, g0, g1,
-                         KIND=kind, BITS=bits, STRADDLES=8 % bits != 0,
-                         BLOCK_T=bt, BLOCK_N=bn, BLOCK_K=bk, USE_DOT=dot)
+    _packed_matmul[(row_blocks, token_blocks, splits)](
+        x, y, tokens, rows, cols, p0, p1, p2, n0, n1, g0, g1, k_chunk,
+        KIND=kind, BITS=bits, STRADDLES=8 % bits != 0, BLOCK_T=bt, BLOCK_N=bn, BLOCK_K=bk, USE_DOT=dot,
+        SPLIT=splits > 1)
     return y
 
 
