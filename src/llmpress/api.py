@@ -324,6 +324,48 @@ def delta_info(path: str | Path) -> dict:
             "shared": m["shared"], "layers": m["layers"], "extra": m.get("extra", {})}
 
 
+EXPORT_TARGETS = ("gguf",)
+
+
+def gguf_template(model: ModelLike) -> Path:
+    """The GGUF whose tokenizer and hyper-parameters an export of ``model`` copies: the file the
+    model came from (the default model's, or a ``.gguf`` spec), found through a checkpoint's source."""
+    from llmpress.errors import ConfigError
+    from llmpress.models.default import find_gguf
+
+    spec = model.spec if isinstance(model, LoadedModel) else str(model)
+    path = model.path if isinstance(model, LoadedModel) else Path(spec)
+    if path is not None and checkpoint.is_checkpoint(path):
+        spec = checkpoint.read_manifest(path).get("source") or ""
+    if spec == "default":
+        return find_gguf()
+    if spec.endswith(".gguf") and Path(spec).is_file():
+        return Path(spec)
+    raise ConfigError(f"GGUF export copies the tokenizer and hyper-parameters from the model's own GGUF, and "
+                      f"{model if not isinstance(model, LoadedModel) else model.spec} was not made from one "
+                      f"(source {spec!r}); pass template=/--template FILE.gguf of the same model")
+
+
+def export(model: ModelLike, to: str = "gguf", out: str | Path | None = None, template: str | Path | None = None,
+           overwrite: bool = False) -> dict:
+    """Write ``model`` (a checkpoint, a spec or a loaded model) for another runtime: ``to="gguf"``
+    writes a llama.cpp file with uniform codes as GGUF blocks exactly (see
+    :mod:`llmpress.export.gguf_file`), refusing in one line what it cannot hold exactly. Returns
+    {path, bytes, tensors: {name: type}, file_type}."""
+    from llmpress.errors import ConfigError
+
+    if to not in EXPORT_TARGETS:
+        raise ConfigError(f"unknown export target {to!r}; available: {', '.join(EXPORT_TARGETS)}")
+    if out is None:
+        raise ConfigError("export needs an output path (--out)")
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    from llmpress.export import gguf_file
+
+    template = Path(template) if template is not None else gguf_template(model)
+    return gguf_file.write(load(model).model, out, template)
+
+
 def info(path: str | Path) -> dict:
     """Manifest summary of a checkpoint: method, bits per weight, size on disk vs fp16, per-layer rows,
     and which kernel its compressed layers run on this machine's CPU."""

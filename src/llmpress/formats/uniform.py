@@ -111,11 +111,13 @@ def _round_up_fp16(x: torch.Tensor) -> torch.Tensor:
     return torch.where(low, torch.nextafter(h, torch.full_like(h, float("inf"))), h)
 
 
-def quantize(weight: torch.Tensor, bits: int, group_size: int) -> UniformTensor:
+def quantize(weight: torch.Tensor, bits: int, group_size: int, symmetric: bool = False) -> UniformTensor:
     """Round-to-nearest quantization of a 2-D weight.
 
     The range of every group is widened to include 0 (so the zero point is an integer code) and
     the scale is rounded up to float16; hence |W - dequantize(quantize(W))| <= scale / 2.
+    ``symmetric``: every zero is 2**(bits-1) and the scale max|w| / (2**(bits-1) - 1), the grid of
+    llama.cpp's Q8_0 and Q4_0 blocks (one level, the most negative, goes unused by the rounding).
     """
     if weight.dim() != 2:
         raise ConfigError(f"uniform quantization needs a 2-D weight, got shape {tuple(weight.shape)}")
@@ -131,11 +133,12 @@ def quantize(weight: torch.Tensor, bits: int, group_size: int) -> UniformTensor:
     wg = torch.nn.functional.pad(w, (0, pad)).view(rows, n_groups, group)
     lo = wg.amin(dim=2).clamp(max=0)
     hi = wg.amax(dim=2).clamp(min=0)
-    scale = (hi - lo) / qmax
+    half = 1 << (bits - 1)
+    scale = torch.maximum(-lo, hi) / (half - 1) if symmetric else (hi - lo) / qmax
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     scale16 = _round_up_fp16(scale.clamp(min=float(torch.finfo(torch.float16).tiny)))
     s = scale16.to(torch.float32)
-    zero = torch.round(-lo / s).clamp(0, qmax)
+    zero = torch.full_like(s, half) if symmetric else torch.round(-lo / s).clamp(0, qmax)
     q = torch.clamp(torch.round(wg / s.unsqueeze(2)) + zero.unsqueeze(2), 0, qmax)
     q = q.view(rows, n_groups * group)[:, :cols]
     return UniformTensor(spec, bitpack.pack(q.to(torch.uint8), bits), scale16,

@@ -15,19 +15,23 @@ from llmpress.formats import uniform
 class RTNConfig(JsonConfig):
     """``bits`` in 2..8; ``group_size`` input columns share a scale/zero (0 = whole row).
 
-    A group size that does not divide the layer width leaves a shorter last group.
+    A group size that does not divide the layer width leaves a shorter last group. ``symmetric``:
+    zeros fixed at 2**(bits-1) (llama.cpp's Q8_0/Q4_0 grid; see :func:`uniform.quantize`).
     """
 
     bits: int = 4
     group_size: int = 128
+    symmetric: bool = False
 
     def __post_init__(self):
         if not isinstance(self.bits, int) or not 2 <= self.bits <= 8:
             raise ConfigError(f"RTN supports 2..8 bits, got {self.bits!r}")
         if not isinstance(self.group_size, int) or self.group_size < 0:
             raise ConfigError(f"group_size must be an integer >= 0 (0 = one group per row), got {self.group_size!r}")
+        if not isinstance(self.symmetric, bool):
+            raise ConfigError(f"symmetric must be true or false, got {self.symmetric!r}")
 
 
 def quantize_weight(weight: torch.Tensor, config: RTNConfig) -> uniform.UniformTensor:
     """weight [out_features, in_features] -> group-wise uniform codes."""
-    return uniform.quantize(weight, config.bits, config.group_size)
+    return uniform.quantize(weight, config.bits, config.group_size, config.symmetric)

@@ -55,6 +55,7 @@ SKIPPED: dict[str, str] = {  # stem -> why no figure shows it
     "shiftadd_kernel": "speed and memory of three kernels on one checkpoint (a table in BENCHMARKS.md)",
     "runtime": "decode/prefill speed and resident memory per weight kind (a table in BENCHMARKS.md)",
     "reference_ppl": "the plain-transformers perplexity reference (one number per profile, in BENCHMARKS.md)",
+    "export": "agreement of llmpress and llama.cpp on exported GGUF files (a table in BENCHMARKS.md)",
 }
 MEMORY_SHAPE = "4096x4096"  # the one shape every eDKM method was measured on, not scaled to
 

@@ -1,0 +1,147 @@
+"""Exports checked by the runtimes that read them (issue 21): GGUF files run by llama.cpp itself.
+
+    python benchmarks/export.py              # writes benchmarks/results/export.json (~20 min on 2 cores)
+    python benchmarks/export.py --render     # prints the BENCHMARKS.md table from that JSON
+
+Per row, on the default model: compress with llmpress, ``llmpress export --to gguf``, then, side by
+side, llmpress (its packed kernels) and llama.cpp (llama-cpp-python 0.3.36, built from its pinned
+sdist into the benchmark-only venv of runtime.py; ``llamacpp_eval.py``) on the same inputs:
+greedy continuation of ``--new-tokens`` tokens after runtime.py's prompt, and perplexity on the
+first ``--windows`` windows of 2048 tokens of the wiki test split (DESIGN.md's quick profile: 32).
+Reported: how many greedy tokens agree before the first difference, both perplexities and their
+relative difference (target: within 1%), the GGUF's size and tensor types. The fp32 row exports the
+uncompressed model (F32 tensors) and shows how closely the two runtimes agree with no quantization.
+llama.cpp computes its dot products with its own activation quantization (q8 for Q4_0/Q8_0
+weights), so equal weights need not give bit-equal logits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import protocol  # noqa: E402
+import runtime  # noqa: E402
+
+from llmpress import api  # noqa: E402
+from llmpress.cache import cache_dir  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "export.json"
+QUICK_CALIBRATION = {"calib_samples": 32, "calib_seqlen": 512}
+ROWS = {  # label: (method, settings, the GGUF type its linears must get)
+    "fp32": (None, {}, "F32"),
+    "rtn 8-bit g32 symmetric": ("rtn", {"bits": 8, "group_size": 32, "symmetric": True}, "Q8_0"),
+    "rtn 4-bit g32 symmetric": ("rtn", {"bits": 4, "group_size": 32, "symmetric": True}, "Q4_0"),
+    "gptq 4-bit g32 symmetric": ("gptq", {"bits": 4, "group_size": 32, "symmetric": True, **QUICK_CALIBRATION},
+                                 "Q4_0"),
+}
+
+
+def llmpress_side(loaded, prompt: list[int], new_tokens: int, windows: int) -> dict:
+    from llmpress.data import corpus_text
+    from llmpress.data.wiki import tokenize
+    from llmpress.eval import perplexity
+
+    model = loaded.model
+    with torch.inference_mode():
+        out = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=new_tokens, do_sample=False,
+                             min_new_tokens=new_tokens)
+    ids = tokenize(corpus_text("wiki", "test"), loaded.tokenizer)
+    ppl = perplexity(model, ids, seqlen=2048, max_windows=windows, progress=False)
+    return {"tokens": out[0, len(prompt):].tolist(), "perplexity": ppl, "windows": ids[:windows * 2048].view(windows, -1)}
+
+
+def llama_cpp_side(gguf: Path, prompt: list[int], new_tokens: int, windows: torch.Tensor, threads: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = Path(tmp) / "inputs.json"
+        inputs.write_text(json.dumps({"prompt": prompt, "new_tokens": new_tokens, "threads": threads,
+                                      "windows": windows.tolist()}))
+        cmd = [str(runtime.llama_cpp_python()), str(Path(__file__).parent / "llamacpp_eval.py"), str(gguf), str(inputs)]
+        start = time.perf_counter()
+        r = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1])
+    tokens = windows.numel() - windows.shape[0]
+    r["perplexity"] = {"ppl": math.exp(sum(r["window_nll"]) / tokens), "tokens": tokens,
+                       "windows": windows.shape[0], "seconds": time.perf_counter() - start}
+    return r
+
+
+def agreeing_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def run_row(label: str, new_tokens: int, windows: int, threads: int) -> dict:
+    method, settings, expected = ROWS[label]
+    work = cache_dir("bench-export")
+    start = time.perf_counter()
+    if method is None:
+        loaded = api.load("default")
+    else:
+        ck = work / label.replace(" ", "_")
+        loaded = api.compress("default", method, out=ck, overwrite=True, progress=False, **settings).loaded
+        loaded = api.load(ck)  # as a user would: the checkpoint, read back
+    compress_seconds = time.perf_counter() - start
+    gguf = work / (label.replace(" ", "_") + ".gguf")
+    start = time.perf_counter()
+    exported = api.export(loaded, to="gguf", out=gguf, template=api.gguf_template("default"), overwrite=True)
+    export_seconds = time.perf_counter() - start
+    linear_types = {t for n, t in exported["tensors"].items() if n.startswith("blk.") and "norm" not in n}
+    assert linear_types == {expected}, (label, linear_types)
+    prompt = loaded.tokenizer(runtime.PROMPT, add_special_tokens=False)["input_ids"]
+    ours = llmpress_side(loaded, prompt, new_tokens, windows)
+    theirs = llama_cpp_side(gguf, prompt, new_tokens, ours.pop("windows"), threads)
+    same = agreeing_prefix(ours["tokens"], theirs["tokens"])
+    rel = theirs["perplexity"]["ppl"] / ours["perplexity"]["ppl"] - 1
+    print(f"{label:26s} {expected:5s} greedy tokens equal {same}/{new_tokens}  ppl llmpress "
+          f"{ours['perplexity']['ppl']:.3f} llama.cpp {theirs['perplexity']['ppl']:.3f} ({100 * rel:+.2f}%)", flush=True)
+    return {"row": label, "method": method, "settings": settings, "gguf_type": expected,
+            "gguf_bytes": exported["bytes"], "compress_seconds": compress_seconds, "export_seconds": export_seconds,
+            "prompt": prompt, "new_tokens": new_tokens, "llmpress_tokens": ours["tokens"],
+            "llama_cpp_tokens": theirs["tokens"], "greedy_tokens_equal": same,
+            "llmpress_ppl": ours["perplexity"], "llama_cpp_ppl": theirs["perplexity"], "ppl_rel_diff": rel,
+            "llama_cpp_python": theirs["llama_cpp_python"]}
+
+
+def markdown(data: dict) -> str:
+    body = [[r["row"], r["gguf_type"], f"{r['gguf_bytes'] / 1e6:.0f}",
+             f"{r['greedy_tokens_equal']}/{r['new_tokens']}", f"{r['llmpress_ppl']['ppl']:.3f}",
+             f"{r['llama_cpp_ppl']['ppl']:.3f}", f"{100 * r['ppl_rel_diff']:+.2f}%"] for r in data["rows"]]
+    return protocol.table(["row", "GGUF linears", "file MB", "greedy tokens equal", "ppl llmpress",
+                           "ppl llama.cpp", "difference"], body)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--windows", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--render", action="store_true")
+    args = ap.parse_args()
+    if args.render:
+        print(markdown(json.loads(RESULTS.read_text())))
+        return
+    torch.set_num_threads(args.threads)
+    rows = [run_row(label, args.new_tokens, args.windows, args.threads) for label in args.rows.split(",")]
+    data = {"rows": rows, "windows": args.windows, "threads": args.threads,
+            "runs": [protocol.run_record("greedy tokens and perplexity, llmpress vs llama.cpp", list(ROWS))]}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(data, indent=1) + "\n")
+    print(markdown(data))
+
+
+if __name__ == "__main__":
+    main()
