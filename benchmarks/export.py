@@ -1,4 +1,5 @@
-"""Exports checked by the runtimes that read them (issue 21): GGUF files run by llama.cpp itself.
+"""Exports checked by the runtimes that read them (issue 21): GGUF files run by llama.cpp itself,
+compressed-tensors folders loaded by transformers through compressed-tensors.
 
     python benchmarks/export.py              # writes benchmarks/results/export.json (~20 min on 2 cores)
     python benchmarks/export.py --render     # prints the BENCHMARKS.md table from that JSON
@@ -13,6 +14,11 @@ relative difference (target: within 1%), the GGUF's size and tensor types. The f
 uncompressed model (F32 tensors) and shows how closely the two runtimes agree with no quantization.
 llama.cpp computes its dot products with its own activation quantization (q8 for Q4_0/Q8_0
 weights), so equal weights need not give bit-equal logits.
+
+The compressed-tensors rows (the symmetric checkpoints of the GGUF rows) export each checkpoint to
+a pack-quantized folder, load it with ``AutoModelForCausalLM.from_pretrained`` (compressed-tensors
+0.20.1 decompresses it), and compare every decoder linear's weight with llmpress's decoded weight,
+the logits of one 2048-token wiki test window, and greedy tokens.
 """
 
 from __future__ import annotations
@@ -115,12 +121,60 @@ def run_row(label: str, new_tokens: int, windows: int, threads: int) -> dict:
             "llama_cpp_python": theirs["llama_cpp_python"]}
 
 
+def compressed_tensors_row(label: str, new_tokens: int) -> dict:
+    """A row's checkpoint (built by its GGUF row) exported to compressed-tensors and loaded by
+    transformers through compressed-tensors: weights and logits against llmpress's."""
+    from transformers import AutoModelForCausalLM
+
+    from llmpress.data import corpus_text
+    from llmpress.data.wiki import tokenize
+    from llmpress.nn import FormatModule
+
+    work = cache_dir("bench-export")
+    ck = work / label.replace(" ", "_")
+    if not ck.exists():
+        method, settings, _ = ROWS[label]
+        api.compress("default", method, out=ck, overwrite=True, progress=False, **settings)
+    loaded = api.load(ck)
+    folder = work / (label.replace(" ", "_") + ".compressed-tensors")
+    start = time.perf_counter()
+    exported = api.export(loaded, to="compressed-tensors", out=folder, overwrite=True)
+    export_seconds = time.perf_counter() - start
+    hf = AutoModelForCausalLM.from_pretrained(folder).eval()
+    window = tokenize(corpus_text("wiki", "test"), loaded.tokenizer)[:2048].view(1, -1)
+    prompt = loaded.tokenizer(runtime.PROMPT, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        ours, theirs = loaded.model(input_ids=window).logits, hf(input_ids=window).logits
+        gen = {name: m.generate(input_ids=torch.tensor([prompt]), max_new_tokens=new_tokens, do_sample=False,
+                                min_new_tokens=new_tokens)[0, len(prompt):].tolist()
+               for name, m in (("llmpress", loaded.model), ("transformers", hf))}
+    layers = {n: m.dequantize() for n, m in loaded.model.named_modules() if isinstance(m, FormatModule)}
+    equal = sum(torch.equal(hf.get_submodule(n).weight.float(), w) for n, w in layers.items())
+    diff = float((ours - theirs).abs().max())
+    same = agreeing_prefix(gen["llmpress"], gen["transformers"])
+    print(f"{label:26s} compressed-tensors: {equal}/{len(layers)} weights equal, logits max |diff| {diff:.2e}, "
+          f"greedy tokens equal {same}/{new_tokens}", flush=True)
+    import compressed_tensors
+
+    return {"row": label, "folder_bytes": exported["bytes"], "schemes": exported["schemes"],
+            "export_seconds": export_seconds, "weights_equal": equal, "layers": len(layers),
+            "logits_max_abs_diff": diff, "logits_max_abs": float(ours.abs().max()), "logit_tokens": window.numel(),
+            "greedy_tokens_equal": same, "new_tokens": new_tokens, "compressed_tensors": compressed_tensors.__version__}
+
+
 def markdown(data: dict) -> str:
     body = [[r["row"], r["gguf_type"], f"{r['gguf_bytes'] / 1e6:.0f}",
              f"{r['greedy_tokens_equal']}/{r['new_tokens']}", f"{r['llmpress_ppl']['ppl']:.3f}",
              f"{r['llama_cpp_ppl']['ppl']:.3f}", f"{100 * r['ppl_rel_diff']:+.2f}%"] for r in data["rows"]]
-    return protocol.table(["row", "GGUF linears", "file MB", "greedy tokens equal", "ppl llmpress",
+    text = protocol.table(["row", "GGUF linears", "file MB", "greedy tokens equal", "ppl llmpress",
                            "ppl llama.cpp", "difference"], body)
+    ct = data.get("compressed_tensors", [])
+    if ct:
+        body = [[r["row"], f"{r['folder_bytes'] / 1e6:.0f}", f"{r['weights_equal']}/{r['layers']}",
+                 f"{r['logits_max_abs_diff']:.1e}", f"{r['greedy_tokens_equal']}/{r['new_tokens']}"] for r in ct]
+        text += "\n\n" + protocol.table(["row (compressed-tensors, loaded by transformers)", "folder MB",
+                                         "weights equal", "logits max abs diff", "greedy tokens equal"], body)
+    return text
 
 
 def main() -> None:
@@ -129,15 +183,26 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--windows", type=int, default=32)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--sections", default="gguf,compressed-tensors",
+                    help="gguf (llama.cpp rows), compressed-tensors (transformers rows); others kept from the JSON")
     ap.add_argument("--render", action="store_true")
     args = ap.parse_args()
     if args.render:
         print(markdown(json.loads(RESULTS.read_text())))
         return
     torch.set_num_threads(args.threads)
-    rows = [run_row(label, args.new_tokens, args.windows, args.threads) for label in args.rows.split(",")]
-    data = {"rows": rows, "windows": args.windows, "threads": args.threads,
-            "runs": [protocol.run_record("greedy tokens and perplexity, llmpress vs llama.cpp", list(ROWS))]}
+    sections = args.sections.split(",")
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
+    if "gguf" in sections:
+        rows = [run_row(label, args.new_tokens, args.windows, args.threads) for label in args.rows.split(",")]
+        data.update(rows=rows, windows=args.windows, threads=args.threads)
+        data["runs"].append(protocol.run_record("greedy tokens and perplexity, llmpress vs llama.cpp",
+                                                args.rows.split(",")))
+    if "compressed-tensors" in sections:
+        labels = [label for label in args.rows.split(",") if ROWS[label][1].get("symmetric")]
+        data["compressed_tensors"] = [compressed_tensors_row(label, args.new_tokens) for label in labels]
+        data["runs"].append(protocol.run_record("weights, logits and greedy tokens, llmpress vs transformers "
+                                                "reading the compressed-tensors export", labels))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(data, indent=1) + "\n")
     print(markdown(data))

@@ -324,7 +324,7 @@ def delta_info(path: str | Path) -> dict:
             "shared": m["shared"], "layers": m["layers"], "extra": m.get("extra", {})}
 
 
-EXPORT_TARGETS = ("gguf",)
+EXPORT_TARGETS = ("gguf", "compressed-tensors")
 
 
 def gguf_template(model: ModelLike) -> Path:
@@ -348,10 +348,11 @@ def gguf_template(model: ModelLike) -> Path:
 
 def export(model: ModelLike, to: str = "gguf", out: str | Path | None = None, template: str | Path | None = None,
            overwrite: bool = False) -> dict:
-    """Write ``model`` (a checkpoint, a spec or a loaded model) for another runtime: ``to="gguf"``
-    writes a llama.cpp file with uniform codes as GGUF blocks exactly (see
-    :mod:`llmpress.export.gguf_file`), refusing in one line what it cannot hold exactly. Returns
-    {path, bytes, tensors: {name: type}, file_type}."""
+    """Write ``model`` (a checkpoint, a spec or a loaded model) for another runtime, exactly or not at
+    all (a one-line ConfigError says what cannot be held): ``to="gguf"`` a llama.cpp file with
+    uniform codes as GGUF blocks (:mod:`llmpress.export.gguf_file`; returns {path, bytes, tensors:
+    {name: type}, file_type}); ``to="compressed-tensors"`` a pack-quantized folder that vLLM and
+    transformers load (:mod:`llmpress.export.compressed_tensors_dir`; returns {path, bytes, schemes})."""
     from llmpress.errors import ConfigError
 
     if to not in EXPORT_TARGETS:
@@ -360,6 +361,11 @@ def export(model: ModelLike, to: str = "gguf", out: str | Path | None = None, te
         raise ConfigError("export needs an output path (--out)")
     if Path(out).exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    if to == "compressed-tensors":
+        from llmpress.export import compressed_tensors_dir
+
+        loaded = load(model)
+        return compressed_tensors_dir.write(loaded.model, loaded.tokenizer, out, overwrite=overwrite)
     from llmpress.export import gguf_file
 
     template = Path(template) if template is not None else gguf_template(model)

@@ -272,6 +272,11 @@ def _export(args) -> int:
     from llmpress import api
 
     r = api.export(args.checkpoint, to=args.to, out=args.out, template=args.template, overwrite=args.overwrite)
+    if "schemes" in r:
+        schemes = ", ".join(f"{v['num_bits']}-bit {v['strategy']}" + (f" {v['group_size']}" if v["group_size"] else "")
+                            for v in r["schemes"].values())
+        print(f"wrote {r['path']} ({r['bytes'] / 1e6:.1f} MB): compressed-tensors pack-quantized, {schemes}")
+        return 0
     counts: dict[str, int] = {}
     for qtype in r["tensors"].values():
         counts[qtype] = counts.get(qtype, 0) + 1
@@ -421,8 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="write a checkpoint for another runtime (GGUF for llama.cpp), exactly or not at all")
     x.add_argument("checkpoint", help="llmpress checkpoint directory (or a model spec)")
-    x.add_argument("--to", default="gguf", help="target format: gguf")
-    x.add_argument("--out", required=True, help="output file (e.g. model.gguf)")
+    x.add_argument("--to", default="gguf", help="target format: gguf (llama.cpp) or compressed-tensors (vLLM)")
+    x.add_argument("--out", required=True, help="output file (model.gguf) or folder (compressed-tensors)")
     x.add_argument("--template", help="gguf: the model's own GGUF to copy tokenizer and hyper-parameters from "
                    "(default: the file the model was converted from)")
     x.add_argument("--overwrite", action="store_true")
