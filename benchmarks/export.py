@@ -19,6 +19,12 @@ The compressed-tensors rows (the symmetric checkpoints of the GGUF rows) export 
 a pack-quantized folder, load it with ``AutoModelForCausalLM.from_pretrained`` (compressed-tensors
 0.20.1 decompresses it), and compare every decoder linear's weight with llmpress's decoded weight,
 the logits of one 2048-token wiki test window, and greedy tokens.
+
+The Core ML rows (k-means 3-bit per row; DKM 3-bit per row with its 8-bit embedding table, 2
+distilled steps of dkm_train.py's recipe - enough to make a DKM checkpoint, not to train one) export
+to an .mlpackage, read its program back with coremltools, and compare every look-up-table op's
+decoded weight with llmpress's and the package's size with the checkpoint's tensors. Prediction
+needs macOS and is not run.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -60,10 +67,12 @@ def llmpress_side(loaded, prompt: list[int], new_tokens: int, windows: int) -> d
     model = loaded.model
     with torch.inference_mode():
         out = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=new_tokens, do_sample=False,
-                             min_new_tokens=new_tokens)
+                             min_new_tokens=new_tokens, output_scores=True, return_dict_in_generate=True)
+    top2 = [s[0].float().topk(2).values for s in out.scores]
     ids = tokenize(corpus_text("wiki", "test"), loaded.tokenizer)
     ppl = perplexity(model, ids, seqlen=2048, max_windows=windows, progress=False)
-    return {"tokens": out[0, len(prompt):].tolist(), "perplexity": ppl, "windows": ids[:windows * 2048].view(windows, -1)}
+    return {"tokens": out.sequences[0, len(prompt):].tolist(), "margins": [float(t[0] - t[1]) for t in top2],
+            "perplexity": ppl, "windows": ids[:windows * 2048].view(windows, -1)}
 
 
 def llama_cpp_side(gguf: Path, prompt: list[int], new_tokens: int, windows: torch.Tensor, threads: int) -> dict:
@@ -110,13 +119,16 @@ def run_row(label: str, new_tokens: int, windows: int, threads: int) -> dict:
     ours = llmpress_side(loaded, prompt, new_tokens, windows)
     theirs = llama_cpp_side(gguf, prompt, new_tokens, ours.pop("windows"), threads)
     same = agreeing_prefix(ours["tokens"], theirs["tokens"])
+    # how close llmpress's own choice was where the two first differ (logit of its top token minus the runner-up)
+    margin = ours["margins"][same] if same < new_tokens else None
     rel = theirs["perplexity"]["ppl"] / ours["perplexity"]["ppl"] - 1
     print(f"{label:26s} {expected:5s} greedy tokens equal {same}/{new_tokens}  ppl llmpress "
           f"{ours['perplexity']['ppl']:.3f} llama.cpp {theirs['perplexity']['ppl']:.3f} ({100 * rel:+.2f}%)", flush=True)
     return {"row": label, "method": method, "settings": settings, "gguf_type": expected,
             "gguf_bytes": exported["bytes"], "compress_seconds": compress_seconds, "export_seconds": export_seconds,
             "prompt": prompt, "new_tokens": new_tokens, "llmpress_tokens": ours["tokens"],
-            "llama_cpp_tokens": theirs["tokens"], "greedy_tokens_equal": same,
+            "llama_cpp_tokens": theirs["tokens"], "greedy_tokens_equal": same, "margin_at_first_difference": margin,
+            "median_margin": sorted(ours["margins"])[len(ours["margins"]) // 2],
             "llmpress_ppl": ours["perplexity"], "llama_cpp_ppl": theirs["perplexity"], "ppl_rel_diff": rel,
             "llama_cpp_python": theirs["llama_cpp_python"]}
 
@@ -162,6 +174,49 @@ def compressed_tensors_row(label: str, new_tokens: int) -> dict:
             "greedy_tokens_equal": same, "new_tokens": new_tokens, "compressed_tensors": compressed_tensors.__version__}
 
 
+COREML_ROWS = {  # label: how the checkpoint is made
+    "kmeans 3-bit per-row": ("compress", {"method": "kmeans", "bits": 3, "group_size": 1}),
+    "dkm 3-bit per-row, 8-bit embedding (2 steps)": ("finetune", {"method": "dkm", "steps": 2, "distill": 1.0}),
+}
+
+
+def coreml_row(label: str, seqlen: int) -> dict:
+    """A palettized checkpoint to an .mlpackage; its program read back by coremltools: every LUT
+    op's decoded weight against llmpress's, and the package's size against the checkpoint's."""
+    import dkm_train
+
+    from llmpress.export import coreml_package
+    from llmpress.nn import FormatModule
+
+    work = cache_dir("bench-export")
+    ck = work / label.split(",")[0].replace(" ", "_")
+    kind, settings = COREML_ROWS[label]
+    start = time.perf_counter()
+    if kind == "compress":
+        api.compress("default", out=ck, overwrite=True, progress=False, **settings)
+    else:
+        api.finetune("default", out=ck, overwrite=True, progress=False, log=lambda *_: None,
+                     **{**dkm_train.TRAIN, "save_interval": 0, **settings,
+                        "compression": {**dkm_train.dkm(3), "sensitivity": "none"}})
+    make_seconds = time.perf_counter() - start
+    loaded = api.load(ck)
+    package = work / (ck.name + ".mlpackage")
+    start = time.perf_counter()
+    r = api.export(loaded, to="coreml", out=package, overwrite=True, seqlen=seqlen)
+    export_seconds = time.perf_counter() - start
+    back = coreml_package.read_back(package)
+    layers = {n: m for n, m in loaded.model.named_modules() if isinstance(m, FormatModule)}
+    equal = sum(np.array_equal(back[coreml_package.op_name(n)]["weight"], m.dequantize().numpy())
+                for n, m in layers.items() if coreml_package.op_name(n) in back)
+    ck_bytes = sum(f.stat().st_size for f in ck.iterdir() if f.suffix == ".safetensors")
+    print(f"{label:44s} Core ML: {len(back)} LUT ops for {len(layers)} palettized layers, {equal} equal; package "
+          f"{r['bytes'] / 1e6:.1f} MB vs checkpoint tensors {ck_bytes / 1e6:.1f} MB", flush=True)
+    return {"row": label, "settings": settings, "make_seconds": make_seconds, "export_seconds": export_seconds,
+            "seqlen": seqlen, "lut_ops": len(back), "palettized_layers": len(layers), "weights_equal": equal,
+            "package_bytes": r["bytes"], "checkpoint_tensor_bytes": ck_bytes,
+            "size_ratio": r["bytes"] / ck_bytes, "prediction": "not run: Core ML predicts on macOS only"}
+
+
 def markdown(data: dict) -> str:
     body = [[r["row"], r["gguf_type"], f"{r['gguf_bytes'] / 1e6:.0f}",
              f"{r['greedy_tokens_equal']}/{r['new_tokens']}", f"{r['llmpress_ppl']['ppl']:.3f}",
@@ -174,6 +229,14 @@ def markdown(data: dict) -> str:
                  f"{r['logits_max_abs_diff']:.1e}", f"{r['greedy_tokens_equal']}/{r['new_tokens']}"] for r in ct]
         text += "\n\n" + protocol.table(["row (compressed-tensors, loaded by transformers)", "folder MB",
                                          "weights equal", "logits max abs diff", "greedy tokens equal"], body)
+    cm = data.get("coreml", [])
+    if cm:
+        body = [[r["row"], f"{r['lut_ops']}/{r['palettized_layers']}", f"{r['weights_equal']}/{r['palettized_layers']}",
+                 f"{r['package_bytes'] / 1e6:.1f}", f"{r['checkpoint_tensor_bytes'] / 1e6:.1f}",
+                 f"{100 * (r['size_ratio'] - 1):+.1f}%"] for r in cm]
+        text += "\n\n" + protocol.table(["row (Core ML .mlpackage, read back by coremltools)", "LUT ops",
+                                         "decoded weights equal", "package MB", "llmpress tensors MB",
+                                         "size difference"], body)
     return text
 
 
@@ -183,7 +246,7 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--windows", type=int, default=32)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--sections", default="gguf,compressed-tensors",
+    ap.add_argument("--sections", default="gguf,compressed-tensors,coreml",
                     help="gguf (llama.cpp rows), compressed-tensors (transformers rows); others kept from the JSON")
     ap.add_argument("--render", action="store_true")
     args = ap.parse_args()
@@ -194,8 +257,10 @@ def main() -> None:
     sections = args.sections.split(",")
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
     if "gguf" in sections:
-        rows = [run_row(label, args.new_tokens, args.windows, args.threads) for label in args.rows.split(",")]
-        data.update(rows=rows, windows=args.windows, threads=args.threads)
+        fresh = {label: run_row(label, args.new_tokens, args.windows, args.threads) for label in args.rows.split(",")}
+        kept = {r["row"]: r for r in data.get("rows", [])}
+        data.update(rows=[fresh.get(label) or kept[label] for label in ROWS if label in fresh or label in kept],
+                    windows=args.windows, threads=args.threads)
         data["runs"].append(protocol.run_record("greedy tokens and perplexity, llmpress vs llama.cpp",
                                                 args.rows.split(",")))
     if "compressed-tensors" in sections:
@@ -203,6 +268,9 @@ def main() -> None:
         data["compressed_tensors"] = [compressed_tensors_row(label, args.new_tokens) for label in labels]
         data["runs"].append(protocol.run_record("weights, logits and greedy tokens, llmpress vs transformers "
                                                 "reading the compressed-tensors export", labels))
+    if "coreml" in sections:
+        data["coreml"] = [coreml_row(label, 128) for label in COREML_ROWS]
+        data["runs"].append(protocol.run_record("Core ML packages read back by coremltools", list(COREML_ROWS)))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(data, indent=1) + "\n")
     print(markdown(data))

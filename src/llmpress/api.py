@@ -324,7 +324,7 @@ def delta_info(path: str | Path) -> dict:
             "shared": m["shared"], "layers": m["layers"], "extra": m.get("extra", {})}
 
 
-EXPORT_TARGETS = ("gguf", "compressed-tensors")
+EXPORT_TARGETS = ("gguf", "coreml", "compressed-tensors")
 
 
 def gguf_template(model: ModelLike) -> Path:
@@ -347,12 +347,15 @@ def gguf_template(model: ModelLike) -> Path:
 
 
 def export(model: ModelLike, to: str = "gguf", out: str | Path | None = None, template: str | Path | None = None,
-           overwrite: bool = False) -> dict:
+           overwrite: bool = False, seqlen: int = 128) -> dict:
     """Write ``model`` (a checkpoint, a spec or a loaded model) for another runtime, exactly or not at
     all (a one-line ConfigError says what cannot be held): ``to="gguf"`` a llama.cpp file with
     uniform codes as GGUF blocks (:mod:`llmpress.export.gguf_file`; returns {path, bytes, tensors:
     {name: type}, file_type}); ``to="compressed-tensors"`` a pack-quantized folder that vLLM and
-    transformers load (:mod:`llmpress.export.compressed_tensors_dir`; returns {path, bytes, schemes})."""
+    transformers load (:mod:`llmpress.export.compressed_tensors_dir`; returns {path, bytes, schemes});
+    ``to="coreml"`` an ``.mlpackage`` whose palettized weights are Core ML look-up tables, a program
+    over one window of ``seqlen`` tokens (:mod:`llmpress.export.coreml_package`; returns {path,
+    bytes, lut_layers, seqlen})."""
     from llmpress.errors import ConfigError
 
     if to not in EXPORT_TARGETS:
@@ -361,6 +364,10 @@ def export(model: ModelLike, to: str = "gguf", out: str | Path | None = None, te
         raise ConfigError("export needs an output path (--out)")
     if Path(out).exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    if to == "coreml":
+        from llmpress.export import coreml_package
+
+        return coreml_package.write(load(model).model, out, seqlen=seqlen, overwrite=overwrite)
     if to == "compressed-tensors":
         from llmpress.export import compressed_tensors_dir
 

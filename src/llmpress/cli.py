@@ -271,7 +271,12 @@ def _bench_plot(args) -> int:
 def _export(args) -> int:
     from llmpress import api
 
-    r = api.export(args.checkpoint, to=args.to, out=args.out, template=args.template, overwrite=args.overwrite)
+    r = api.export(args.checkpoint, to=args.to, out=args.out, template=args.template, overwrite=args.overwrite,
+                   seqlen=args.seqlen)
+    if "lut_layers" in r:
+        print(f"wrote {r['path']} ({r['bytes'] / 1e6:.1f} MB): Core ML program over {r['seqlen']} tokens, "
+              f"{r['lut_layers']} palettized layers as look-up tables")
+        return 0
     if "schemes" in r:
         schemes = ", ".join(f"{v['num_bits']}-bit {v['strategy']}" + (f" {v['group_size']}" if v["group_size"] else "")
                             for v in r["schemes"].values())
@@ -426,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="write a checkpoint for another runtime (GGUF for llama.cpp), exactly or not at all")
     x.add_argument("checkpoint", help="llmpress checkpoint directory (or a model spec)")
-    x.add_argument("--to", default="gguf", help="target format: gguf (llama.cpp) or compressed-tensors (vLLM)")
+    x.add_argument("--to", default="gguf", help="target format: gguf (llama.cpp), coreml (.mlpackage) or "
+                   "compressed-tensors (vLLM)")
+    x.add_argument("--seqlen", type=int, default=128, help="coreml: tokens per call of the exported program")
     x.add_argument("--out", required=True, help="output file (model.gguf) or folder (compressed-tensors)")
     x.add_argument("--template", help="gguf: the model's own GGUF to copy tokenizer and hyper-parameters from "
                    "(default: the file the model was converted from)")

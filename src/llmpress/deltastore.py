@@ -82,9 +82,9 @@ def save(delta: Delta, path: str | Path, overwrite: bool = False) -> Path:
     tensors = {}
     for name, fmt in delta.linear.items():
         for k, t in fmt.tensors().items():
-            tensors[f"{name}.{k}"] = t.contiguous()
+            tensors[f"{name}.{k}"] = t.detach().cpu().contiguous()
     for name, t in delta.dense.items():
-        tensors[DENSE_PREFIX + name] = t.to(torch.float16).contiguous()
+        tensors[DENSE_PREFIX + name] = t.detach().to(torch.float16).cpu().contiguous()
     with atomic_directory(path, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp / TENSORS), metadata={"format": "pt", "producer": "llmpress"})
         manifest = {

@@ -56,6 +56,7 @@ def scheme_key(fmt: UniformTensor, name: str) -> tuple[int, int, bool]:
 def layer_tensors(fmt: UniformTensor, pack_to_int32) -> dict[str, torch.Tensor]:
     """weight_packed (int32), weight_scale (float32 [rows, groups]), weight_shape of a symmetric layer."""
     half = 1 << (fmt.spec.bits - 1)
+    fmt = type(fmt)(fmt.spec, **{k: v.cpu() for k, v in fmt.tensors().items()})  # a file is written from the host
     return {"weight_packed": pack_to_int32((fmt.int_codes().to(torch.int16) - half).to(torch.int8), fmt.spec.bits),
             "weight_scale": fmt.scale.to(torch.float32).contiguous(),
             "weight_shape": torch.tensor(list(fmt.spec.shape), dtype=torch.int64)}

@@ -77,6 +77,7 @@ def block_type(fmt: UniformTensor) -> str:
 
 def encode_uniform(fmt: UniformTensor, rows: torch.Tensor | None = None) -> Encoded:
     """``fmt`` as GGUF blocks, its rows in the order ``rows`` (None: as stored)."""
+    fmt = type(fmt)(fmt.spec, **{k: v.cpu() for k, v in fmt.tensors().items()})  # a file is written from the host
     qtype = block_type(fmt)
     n_rows, cols = fmt.spec.shape
     order = slice(None) if rows is None else rows

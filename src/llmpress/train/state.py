@@ -80,7 +80,7 @@ def save(path: Path, step: int, named: list[tuple[str, torch.nn.Parameter]], opt
     with atomic_directory(path, overwrite=True) as tmp:
         save_file(params, str(tmp / PARAMS))
         save_file(moments, str(tmp / OPTIMIZER))
-        save_file({k: v.contiguous() for k, v in (method or {}).items()}, str(tmp / METHOD))
+        save_file({k: v.detach().cpu().contiguous() for k, v in (method or {}).items()}, str(tmp / METHOD))
         meta["files"] = integrity_files.describe(tmp, [PARAMS, OPTIMIZER, METHOD])
         (tmp / STATE).write_text(json.dumps(seal.sealed(meta), indent=1, sort_keys=True))
 
