@@ -50,13 +50,21 @@ from llmpress.cache import cache_dir  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "export.json"
 QUICK_CALIBRATION = {"calib_samples": 32, "calib_seqlen": 512}
-ROWS = {  # label: (method, settings, the GGUF type its linears must get)
-    "fp32": (None, {}, "F32"),
-    "rtn 8-bit g32 symmetric": ("rtn", {"bits": 8, "group_size": 32, "symmetric": True}, "Q8_0"),
-    "rtn 4-bit g32 symmetric": ("rtn", {"bits": 4, "group_size": 32, "symmetric": True}, "Q4_0"),
+ROWS = {  # label: (method, settings, the GGUF types its linears must get)
+    "fp32": (None, {}, {"F32"}),
+    "rtn 8-bit g32 symmetric": ("rtn", {"bits": 8, "group_size": 32, "symmetric": True}, {"Q8_0"}),
+    "rtn 4-bit g32 symmetric": ("rtn", {"bits": 4, "group_size": 32, "symmetric": True}, {"Q4_0"}),
     "gptq 4-bit g32 symmetric": ("gptq", {"bits": 4, "group_size": 32, "symmetric": True, **QUICK_CALIBRATION},
-                                 "Q4_0"),
+                                 {"Q4_0"}),
+    # llama.cpp's own blocks; the default model's 576-wide layers get IQ4_NL, as llama.cpp's quantizer writes them
+    "rtn Q3_K": ("rtn", {"bits": 3, "grid": "Q3_K"}, {"Q3_K", "IQ4_NL"}),
+    "gptq Q3_K": ("gptq", {"bits": 3, "grid": "Q3_K", **QUICK_CALIBRATION}, {"Q3_K", "IQ4_NL"}),
+    "gptq Q4_K": ("gptq", {"bits": 4, "grid": "Q4_K", **QUICK_CALIBRATION}, {"Q4_K", "IQ4_NL"}),
+    "gptq Q2_K": ("gptq", {"bits": 2, "grid": "Q2_K", **QUICK_CALIBRATION}, {"Q2_K", "IQ4_NL"}),
 }
+# llama.cpp's own quantizer on the fp32 row's GGUF: label -> llama_ftype (the "_S" mixes: one type
+# throughout, with llama.cpp's fallbacks for narrow tensors and its choice for the embedding).
+LLAMA_CPP_QUANTIZED = {"llama.cpp Q3_K_S": 11, "llama.cpp Q4_K_S": 14, "llama.cpp Q2_K": 10}
 
 
 def llmpress_side(loaded, prompt: list[int], new_tokens: int, windows: int) -> dict:
@@ -114,7 +122,7 @@ def run_row(label: str, new_tokens: int, windows: int, threads: int) -> dict:
     exported = api.export(loaded, to="gguf", out=gguf, template=api.gguf_template("default"), overwrite=True)
     export_seconds = time.perf_counter() - start
     linear_types = {t for n, t in exported["tensors"].items() if n.startswith("blk.") and "norm" not in n}
-    assert linear_types == {expected}, (label, linear_types)
+    assert linear_types == expected, (label, linear_types)
     prompt = loaded.tokenizer(runtime.PROMPT, add_special_tokens=False)["input_ids"]
     ours = llmpress_side(loaded, prompt, new_tokens, windows)
     theirs = llama_cpp_side(gguf, prompt, new_tokens, ours.pop("windows"), threads)
@@ -122,15 +130,53 @@ def run_row(label: str, new_tokens: int, windows: int, threads: int) -> dict:
     # how close llmpress's own choice was where the two first differ (logit of its top token minus the runner-up)
     margin = ours["margins"][same] if same < new_tokens else None
     rel = theirs["perplexity"]["ppl"] / ours["perplexity"]["ppl"] - 1
-    print(f"{label:26s} {expected:5s} greedy tokens equal {same}/{new_tokens}  ppl llmpress "
+    print(f"{label:26s} {'+'.join(sorted(expected)):11s} greedy tokens equal {same}/{new_tokens}  ppl llmpress "
           f"{ours['perplexity']['ppl']:.3f} llama.cpp {theirs['perplexity']['ppl']:.3f} ({100 * rel:+.2f}%)", flush=True)
-    return {"row": label, "method": method, "settings": settings, "gguf_type": expected,
-            "gguf_bytes": exported["bytes"], "compress_seconds": compress_seconds, "export_seconds": export_seconds,
+    return {"row": label, "method": method, "settings": settings, "gguf_type": "+".join(sorted(expected)),
+            "gguf_tensor_types": linear_type_counts(exported["tensors"]), "gguf_bytes": exported["bytes"], "compress_seconds": compress_seconds, "export_seconds": export_seconds,
             "prompt": prompt, "new_tokens": new_tokens, "llmpress_tokens": ours["tokens"],
             "llama_cpp_tokens": theirs["tokens"], "greedy_tokens_equal": same, "margin_at_first_difference": margin,
             "median_margin": sorted(ours["margins"])[len(ours["margins"]) // 2],
             "llmpress_ppl": ours["perplexity"], "llama_cpp_ppl": theirs["perplexity"], "ppl_rel_diff": rel,
             "llama_cpp_python": theirs["llama_cpp_python"]}
+
+
+def linear_type_counts(types: dict[str, str]) -> dict[str, int]:
+    """GGUF type -> number of decoder linear tensors of that type (plus the embedding, by its name)."""
+    out: dict[str, int] = {}
+    for name, t in types.items():
+        if name.startswith("blk.") and "norm" not in name:
+            out[t] = out.get(t, 0) + 1
+    out["token_embd"] = types.get("token_embd.weight")
+    return out
+
+
+def llama_cpp_quantized_row(label: str, new_tokens: int, windows: int, threads: int) -> dict:
+    """llama.cpp's own quantizer (no importance matrix) on the fp32 row's GGUF, run and scored by
+    llama.cpp on the same windows: the reference for GPTQ on the same block types."""
+    from gguf import GGUFReader
+
+    work = cache_dir("bench-export")
+    source = work / "fp32.gguf"
+    if not source.exists():
+        api.export(api.load("default"), to="gguf", out=source, template=api.gguf_template("default"), overwrite=True)
+    out = work / (label.replace(" ", "_").replace(".", "") + ".gguf")
+    cmd = [str(runtime.llama_cpp_python()), str(Path(__file__).parent / "llamacpp_quantize.py"), str(source), str(out),
+           str(LLAMA_CPP_QUANTIZED[label]), str(threads)]
+    made = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1])
+    types = {t.name: t.tensor_type.name for t in GGUFReader(out).tensors}
+    loaded = api.load("default")
+    prompt = loaded.tokenizer(runtime.PROMPT, add_special_tokens=False)["input_ids"]
+    from llmpress.data import corpus_text
+    from llmpress.data.wiki import tokenize
+
+    ids = tokenize(corpus_text("wiki", "test"), loaded.tokenizer)[:windows * 2048].view(windows, -1)
+    theirs = llama_cpp_side(out, prompt, new_tokens, ids, threads)
+    print(f"{label:26s} {linear_type_counts(types)} ppl llama.cpp {theirs['perplexity']['ppl']:.3f}", flush=True)
+    return {"row": label, "ftype": LLAMA_CPP_QUANTIZED[label], "quantize_seconds": made["seconds"],
+            "gguf_bytes": out.stat().st_size, "gguf_tensor_types": linear_type_counts(types),
+            "llama_cpp_tokens": theirs["tokens"], "llama_cpp_ppl": theirs["perplexity"],
+            "importance_matrix": None, "llama_cpp_python": made["llama_cpp_python"]}
 
 
 def compressed_tensors_row(label: str, new_tokens: int) -> dict:
@@ -217,12 +263,32 @@ def coreml_row(label: str, seqlen: int) -> dict:
             "size_ratio": r["bytes"] / ck_bytes, "prediction": "not run: Core ML predicts on macOS only"}
 
 
+def _types(counts: dict) -> str:
+    linears = ", ".join(f"{n} {t}" for t, n in sorted(counts.items()) if t != "token_embd")
+    return f"{linears}; embedding {counts.get('token_embd')}"
+
+
 def markdown(data: dict) -> str:
     body = [[r["row"], r["gguf_type"], f"{r['gguf_bytes'] / 1e6:.0f}",
              f"{r['greedy_tokens_equal']}/{r['new_tokens']}", f"{r['llmpress_ppl']['ppl']:.3f}",
              f"{r['llama_cpp_ppl']['ppl']:.3f}", f"{100 * r['ppl_rel_diff']:+.2f}%"] for r in data["rows"]]
     text = protocol.table(["row", "GGUF linears", "file MB", "greedy tokens equal", "ppl llmpress",
                            "ppl llama.cpp", "difference"], body)
+    own = data.get("llama_cpp_quantized", [])
+    if own:
+        ours = {r["row"]: r for r in data["rows"]}
+        body = []
+        for r in own:
+            kind = r["row"].split()[-1].split("_S")[0]
+            mine = ours.get(f"gptq {kind}")
+            body.append([r["row"], _types(r["gguf_tensor_types"]), f"{r['gguf_bytes'] / 1e6:.0f}",
+                         f"{r['llama_cpp_ppl']['ppl']:.3f}",
+                         f"{mine['llama_cpp_ppl']['ppl']:.3f}" if mine else "-",
+                         _types(mine["gguf_tensor_types"]) if mine else "-",
+                         f"{mine['gguf_bytes'] / 1e6:.0f}" if mine else "-"])
+        text += "\n\n" + protocol.table(["llama.cpp's own quantizer", "its tensors", "file MB",
+                                          "ppl (llama.cpp)", "llmpress GPTQ, same grid: ppl (llama.cpp)",
+                                          "its tensors", "file MB"], body)
     ct = data.get("compressed_tensors", [])
     if ct:
         body = [[r["row"], f"{r['folder_bytes'] / 1e6:.0f}", f"{r['weights_equal']}/{r['layers']}",
@@ -246,8 +312,10 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--windows", type=int, default=32)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--sections", default="gguf,compressed-tensors,coreml",
-                    help="gguf (llama.cpp rows), compressed-tensors (transformers rows); others kept from the JSON")
+    ap.add_argument("--quantized", default=",".join(LLAMA_CPP_QUANTIZED), help="llama.cpp-quantized rows to run")
+    ap.add_argument("--sections", default="gguf,llama.cpp-quantized,compressed-tensors,coreml",
+                    help="gguf (llama.cpp rows), llama.cpp-quantized (its own quantizer), compressed-tensors "
+                    "(transformers rows), coreml; the others are kept from the JSON")
     ap.add_argument("--render", action="store_true")
     args = ap.parse_args()
     if args.render:
@@ -263,6 +331,13 @@ def main() -> None:
                     windows=args.windows, threads=args.threads)
         data["runs"].append(protocol.run_record("greedy tokens and perplexity, llmpress vs llama.cpp",
                                                 args.rows.split(",")))
+    if "llama.cpp-quantized" in sections:
+        labels = [label for label in args.quantized.split(",") if label]
+        kept = {r["row"]: r for r in data.get("llama_cpp_quantized", [])}
+        kept.update({label: llama_cpp_quantized_row(label, args.new_tokens, args.windows, args.threads)
+                     for label in labels})
+        data["llama_cpp_quantized"] = [kept[label] for label in LLAMA_CPP_QUANTIZED if label in kept]
+        data["runs"].append(protocol.run_record("llama.cpp's own quantizer, scored by llama.cpp", labels))
     if "compressed-tensors" in sections:
         labels = [label for label in args.rows.split(",") if ROWS[label][1].get("symmetric")]
         data["compressed_tensors"] = [compressed_tensors_row(label, args.new_tokens) for label in labels]

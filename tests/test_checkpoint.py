@@ -30,7 +30,8 @@ def test_round_trip_gives_identical_logits(saved):
     assert torch.equal(logits(ck.model), logits(model))
     assert sum(isinstance(m, CompressedLinear) for m in ck.model.modules()) == 14
     assert ck.model.lm_head.weight is ck.model.model.embed_tokens.weight
-    assert ck.manifest["method"] == "rtn" and ck.manifest["config"] == {"bits": 3, "group_size": 32, "symmetric": False}
+    assert ck.manifest["method"] == "rtn" and ck.manifest["config"] == {"bits": 3, "group_size": 32, "symmetric": False,
+                                                                    "grid": "uniform"}
     assert ck.tokenizer("the cat")["input_ids"]
 
 

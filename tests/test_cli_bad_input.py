@@ -29,6 +29,10 @@ ROWS = {
     "shiftadd row group": ("compress --model {tiny} --method shiftadd --row-group 7 --out {tmp}/a", "row"),
     "already compressed": ("compress --model {ck} --out {tmp}/a", "no nn.Linear"),
     "calib samples": ("compress --model {tiny} --method gptq --calib-samples 0 --out {tmp}/a", "calib|samples"),
+    "unknown grid": ("compress --model {tiny} --grid Q5_K --out {tmp}/a", "unknown ggml block type 'Q5_K'"),
+    "grid of other bits": ("compress --model {tiny} --grid Q3_K --bits 4 --out {tmp}/a", "holds 3-bit codes"),
+    "grid for kmeans": ("compress --model {tiny} --method kmeans --grid Q3_K --out {tmp}/a", "kmeans has no grid"),
+    "grid and groups": ("compress --model {tiny} --grid Q4_K --group-size 32 --out {tmp}/a", "fixes the groups"),
     "no GPU": ("compress --model {tiny} --device cuda --out {tmp}/a", "sees no CUDA GPU|GPU"),
     "unknown device": ("compress --model {tiny} --device tpu --out {tmp}/a", "device 'tpu'"),
     # finetune

@@ -19,10 +19,21 @@ def _names(arg: str | None) -> list[str]:
 def _compress(args) -> int:
     from llmpress import api
 
-    settings = {"bits": args.bits}
+    default_bits = 4
+    if args.grid is not None:
+        from llmpress.errors import ConfigError
+        from llmpress.formats.ggml_blocks import block_type
+
+        default_bits = block_type(args.grid).bits  # a ggml grid implies its code width
+        if args.method not in ("rtn", "gptq"):
+            raise ConfigError(f"--grid is an rtn/gptq setting; {args.method} has no grid")
+        if args.group_size is not None or args.symmetric is not None:
+            raise ConfigError(f"--grid {args.grid} fixes the groups: drop --group-size/--symmetric")
+    settings = {"bits": args.bits if args.bits is not None else default_bits}
     # Only the options this method has (argparse leaves the others None): each method keeps its defaults.
-    optional = {"rtn": ("group_size", "symmetric"), "kmeans": ("group_size", "sensitivity", "error_feedback", "refit", "refine"),
-                "gptq": ("group_size", "act_order", "symmetric"),
+    optional = {"rtn": ("group_size", "symmetric", "grid"),
+                "kmeans": ("group_size", "sensitivity", "error_feedback", "refit", "refine"),
+                "gptq": ("group_size", "act_order", "symmetric", "grid"),
                 "shiftadd": ("mode", "row_group", "terms", "avg_bits", "act_order")}.get(args.method, ())
     settings.update({k: getattr(args, k) for k in optional if getattr(args, k) is not None})
     calib = {"calib_samples": args.calib_samples, "calib_seqlen": args.calib_seqlen, "calib_seed": args.seed}
@@ -303,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compress", help="compress a model and save a checkpoint directory")
     c.add_argument("--model", default="default", help="'default', a model folder, a .gguf file or a HF id")
     c.add_argument("--method", default="rtn", help="compression method: rtn, kmeans, gptq or shiftadd")
-    c.add_argument("--bits", type=int, default=4)
+    c.add_argument("--bits", type=int, help="bits per weight (default 4, or the --grid type's)")
     c.add_argument("--group-size", type=int, help="rtn/gptq: input columns per scale (0 = whole row; default "
                    "128 for rtn, 64 for gptq); a size that does not divide the width leaves a shorter last group. "
                    "kmeans: output channels per lookup table (default 0 = one table per tensor)")
@@ -313,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--symmetric", action=argparse.BooleanOptionalAction, default=None,
                    help="rtn/gptq: zero fixed at 2^(bits-1) in every group, llama.cpp's Q8_0/Q4_0 grid "
                    "(8 or 4 bits, group 32: `llmpress export --to gguf` writes such codes exactly)")
+    c.add_argument("--grid", help="rtn/gptq: round onto llama.cpp's own blocks instead of uniform groups: Q2_K, "
+                   "Q3_K, Q4_K (layers whose width is not a multiple of 256 get IQ4_NL, as llama.cpp writes them) "
+                   "or IQ4_NL; `llmpress export --to gguf` then copies the blocks")
     c.add_argument("--mode", choices=["lat", "acc"], help="shiftadd: lat = scales per 8-column block "
                    "(LUT friendly), acc = scales per column (default acc)")
     c.add_argument("--row-group", type=int, help="shiftadd: output rows sharing a scale (must divide every "

@@ -84,6 +84,25 @@ def test_uniform_codes_are_written_as_blocks_exactly(tiny_tokenizer, tmp_path, s
     assert r["file_type"] == {"Q4_0": 2, "Q8_0": 7}[qtype]
 
 
+@pytest.mark.parametrize("grid,bits,hidden,types", [
+    ("Q3_K", 3, 288, {"ffn_down": "Q3_K", "attn_q": "IQ4_NL"}),  # 288 wide: IQ4_NL, as llama.cpp would write
+    ("Q2_K", 2, 256, {"ffn_down": "Q2_K", "attn_q": "Q2_K"}),
+    ("Q4_K", 4, 256, {"ffn_down": "Q4_K", "attn_k": "Q4_K"}),
+    ("IQ4_NL", 4, 96, {"ffn_down": "IQ4_NL", "attn_v": "IQ4_NL"}),
+])
+def test_ggml_block_grids_are_written_as_their_own_bytes(tiny_tokenizer, tmp_path, grid, bits, hidden, types):
+    model = make_model(len(tiny_tokenizer), hidden=hidden, intermediate=512)
+    compress_model(model, "rtn", RTNConfig(bits=bits, grid=grid), progress=False)
+    r = gguf_file.write(model, tmp_path / "m.gguf", template_for(model, tmp_path / "t.gguf"))
+    got, want = read_back(r["path"]), expected(model)
+    assert set(got) == set(want)
+    for name, w in want.items():
+        assert got[name][1].shape == w.shape and np.array_equal(got[name][1], w), name
+    for leaf, qtype in types.items():
+        assert got[f"blk.1.{leaf}.weight"][0] == qtype
+    assert r["file_type"] == {"Q3_K": 11, "Q2_K": 10, "Q4_K": 14, "IQ4_NL": 25}[grid]
+
+
 def test_asymmetric_4_bit_goes_to_q4_1_only_where_every_offset_is_a_float16(tiny_tokenizer, tmp_path):
     model = compressed(tiny_tokenizer, bits=4, group_size=32)
     q = model.model.layers[0].self_attn.q_proj

@@ -19,6 +19,15 @@ def _rtn(model):
     return "rtn", CompressedLinear
 
 
+def _rtn_q3_k(model):
+    """llama.cpp's own blocks (IQ4_NL on the tiny model's widths, which are not multiples of 256)."""
+    from llmpress.methods.rtn import RTNConfig
+    from llmpress.models.compress import compress_model
+
+    compress_model(model, "rtn", RTNConfig(bits=3, grid="Q3_K"), progress=False)
+    return "rtn", CompressedLinear
+
+
 def _kmeans(model):
     from llmpress.methods.kmeans import KMeansConfig
     from llmpress.models.compress import compress_model
@@ -53,7 +62,7 @@ def _dkm_embedding(model):
     return "dkm", CompressedEmbedding
 
 
-KINDS = {"rtn": _rtn, "kmeans": _kmeans, "shiftadd": _shiftadd, "dkm-embedding": _dkm_embedding}
+KINDS = {"rtn": _rtn, "rtn-q3_k": _rtn_q3_k, "kmeans": _kmeans, "shiftadd": _shiftadd, "dkm-embedding": _dkm_embedding}
 
 
 def logits(model, seed=0):

@@ -5,6 +5,8 @@ Only what GGUF can hold without re-quantizing is written (anything else is refus
 - uniform codes (RTN, GPTQ) of group 32 on whole blocks: 8-bit symmetric -> ``Q8_0`` (int8 q and a
   float16 d, w = q d); 4-bit symmetric -> ``Q4_0`` (w = (q - 8) d); 4-bit asymmetric -> ``Q4_1``
   (w = q d + m) when every group's offset m = -zero x scale is itself a float16 (checked per group);
+- ggml blocks (RTN/GPTQ with ``grid`` Q2_K, Q3_K, Q4_K or IQ4_NL) -> that type, their bytes copied:
+  llmpress already stores and runs ggml's own block layout;
 - float weights (an uncompressed linear, the embedding, the norms) -> ``F32``, bit for bit; a 2-D
   float weight whose every block of 32 already lies on a Q8_0 grid (the default model's embedding,
   converted from its Q8_0 GGUF) -> ``Q8_0``, checked to give back every weight exactly.
@@ -28,6 +30,7 @@ import torch
 from torch import nn
 
 from llmpress.errors import ConfigError
+from llmpress.formats.ggml_blocks import GGMLBlocks
 from llmpress.formats.uniform import UniformTensor
 from llmpress.nn import CompressedEmbedding, CompressedLinear, FormatModule
 
@@ -72,7 +75,8 @@ def block_type(fmt: UniformTensor) -> str:
         raise ConfigError(f"{where}: {inexact} of {zeros.numel()} groups have an offset -zero x scale that is not a "
                           "float16, so Q4_1 cannot hold them exactly; compress with --symmetric (-> Q4_0)")
     raise ConfigError(f"{where}: GGUF has an exact block only for 8-bit symmetric (Q8_0) and 4-bit (Q4_0, Q4_1) "
-                      "codes of group 32 (compress with --bits 8/4 --group-size 32 --symmetric)")
+                      "codes of group 32 (compress with --bits 8/4 --group-size 32 --symmetric, or onto llama.cpp's "
+                      "own blocks with --grid Q2_K/Q3_K/Q4_K/IQ4_NL)")
 
 
 def encode_uniform(fmt: UniformTensor, rows: torch.Tensor | None = None) -> Encoded:
@@ -127,11 +131,14 @@ def encode(module: nn.Module, rows: torch.Tensor | None, name: str) -> Encoded:
     """A linear or embedding module's weight as written to GGUF."""
     if isinstance(module, FormatModule):
         fmt = module.packed()
-        if not isinstance(fmt, UniformTensor):
+        if not isinstance(fmt, (UniformTensor, GGMLBlocks)):
             raise ConfigError(f"{name}: GGUF has no block type for {fmt.FORMAT} weights (palettes export to Core "
                               "ML; only uniform RTN/GPTQ codes and float weights go to GGUF exactly)")
         if isinstance(module, CompressedLinear) and module.bias is not None:
             raise ConfigError(f"{name}: a bias on a LLaMA projection has no GGUF tensor")
+        if isinstance(fmt, GGMLBlocks):
+            blocks = fmt.blocks.cpu()
+            return Encoded(fmt.spec.qtype, (blocks if rows is None else blocks[rows]).contiguous().numpy())
         return encode_uniform(fmt, rows)
     weight = module.weight.detach().to(torch.float32).cpu()
     if getattr(module, "bias", None) is not None:
@@ -197,6 +204,19 @@ def module_rows(module: nn.Module) -> int:
     return module.weight.shape[0]
 
 
+# llama.cpp's llama_ftype numbers; a k-quant file is named by its k-quant type (the "_S" mix: all
+# tensors of that type but those too narrow for its blocks), whatever else it holds.
+_FILE_TYPES = {"": 0, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q2_K": 10, "Q3_K": 11, "Q4_K": 14, "IQ4_NL": 25}
+
+
+def _file_type(types: list[str]) -> int:
+    kquants = [t for t in ("Q2_K", "Q3_K", "Q4_K") if t in types]
+    if kquants:
+        return _FILE_TYPES[kquants[0]]
+    quantized = [t for t in types if t != "F32"]
+    return _FILE_TYPES[max(set(quantized), key=quantized.count) if quantized else ""]
+
+
 def write(model: nn.Module, out: str | Path, template: str | Path) -> dict:
     """Write ``model`` to the GGUF file ``out`` with ``template``'s metadata; returns {tensor: type} and bytes."""
     gguf = _gguf()
@@ -204,8 +224,7 @@ def write(model: nn.Module, out: str | Path, template: str | Path) -> dict:
     _check_template(reader, model.config)
     encoded = tensors(model)
     types = {name: e.qtype for name, e in encoded.items()}
-    quantized = [t for t in types.values() if t != "F32"]
-    file_type = {"": 0, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7}[max(set(quantized), key=quantized.count) if quantized else ""]
+    file_type = _file_type(list(types.values()))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")

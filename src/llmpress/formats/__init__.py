@@ -6,13 +6,15 @@ manifest back to the class.
 """
 
 from llmpress.formats.bcq import BCQSpec, BCQTensor
+from llmpress.formats.ggml_blocks import GGMLBlocks, GGMLSpec
 from llmpress.formats.palette import PaletteSpec, PaletteTensor
 from llmpress.formats.sign_delta import SignDeltaTensor
 from llmpress.formats.sparse_delta import SparseDeltaTensor
 from llmpress.formats.uniform import UniformSpec, UniformTensor
 
 FORMATS = {UniformTensor.FORMAT: UniformTensor, BCQTensor.FORMAT: BCQTensor, PaletteTensor.FORMAT: PaletteTensor,
-           SparseDeltaTensor.FORMAT: SparseDeltaTensor, SignDeltaTensor.FORMAT: SignDeltaTensor}
+           GGMLBlocks.FORMAT: GGMLBlocks, SparseDeltaTensor.FORMAT: SparseDeltaTensor,
+           SignDeltaTensor.FORMAT: SignDeltaTensor}
 
-__all__ = ["FORMATS", "BCQSpec", "BCQTensor", "PaletteSpec", "PaletteTensor", "SignDeltaTensor", "SparseDeltaTensor",
-           "UniformSpec", "UniformTensor"]
+__all__ = ["FORMATS", "BCQSpec", "BCQTensor", "GGMLBlocks", "GGMLSpec", "PaletteSpec", "PaletteTensor",
+           "SignDeltaTensor", "SparseDeltaTensor", "UniformSpec", "UniformTensor"]

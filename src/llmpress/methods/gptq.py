@@ -2,6 +2,11 @@
 Hessian-based error feedback. Stored exactly like RTN (:mod:`llmpress.formats.uniform`), so any
 difference between the two is the algorithm, not the format.
 
+With ``grid`` naming a llama.cpp block type (Q2_K, Q3_K, Q4_K, IQ4_NL), the grids are that type's
+(:mod:`llmpress.methods.ggml_grids`, stored as ggml's own blocks): GPTQ's quality reaches llama.cpp
+bit for bit through a GGUF file. Each block's sub-scales are fitted when its first column is
+reached, weighted by the Hessian diagonal.
+
 With ``act_order`` columns are visited in order of decreasing H[j, j] (the inputs with the most
 energy first, while there is the most freedom left to compensate them). Group scales and zeros
 are then fixed up front from the unquantized weights ("static groups"), so the stored groups
@@ -17,6 +22,8 @@ import torch
 from llmpress.config import JsonConfig
 from llmpress.errors import ConfigError
 from llmpress.formats import bitpack, uniform
+from llmpress.formats.ggml_blocks import GGMLBlocks, GGMLSpec
+from llmpress.methods import ggml_grids
 from llmpress.methods.error_feedback import quantize_columns
 from llmpress.methods.hessian import ordered_inverse
 
@@ -26,12 +33,16 @@ class GPTQConfig(JsonConfig):
     """``bits`` 2..8; ``group_size`` input columns per scale/zero (0 = whole row; a size that does
     not divide the width leaves a shorter last group); ``damp`` x mean(diag H) is added to H's
     diagonal; ``block_size`` columns per lazy update; ``symmetric``: every group's zero is
-    2**(bits-1) (llama.cpp's Q8_0/Q4_0 grid, so the codes export to GGUF exactly)."""
+    2**(bits-1) (llama.cpp's Q8_0/Q4_0 grid, so the codes export to GGUF exactly); ``grid``:
+    "uniform" (llmpress's groups) or a llama.cpp block type whose code width is ``bits`` (Q2_K,
+    Q3_K, Q4_K, IQ4_NL; a layer whose width is not a multiple of 256 gets IQ4_NL, as llama.cpp's
+    own quantizer does), which then fixes the groups (``group_size``, ``symmetric`` unused)."""
 
     bits: int = 4
     group_size: int = 64
     act_order: bool = False
     symmetric: bool = False
+    grid: str = "uniform"
     damp: float = 0.01
     block_size: int = 128
 
@@ -42,6 +53,7 @@ class GPTQConfig(JsonConfig):
             raise ConfigError(f"group_size must be an integer >= 0 (0 = one group per row), got {self.group_size!r}")
         if not isinstance(self.symmetric, bool):
             raise ConfigError(f"symmetric must be true or false, got {self.symmetric!r}")
+        ggml_grids.check_grid("GPTQ", self.grid, self.bits)
         if not 0 <= self.damp < 1:
             raise ConfigError(f"damp must be in [0, 1) (a fraction of the mean Hessian diagonal), got {self.damp}")
         if self.block_size < 1:
@@ -87,10 +99,38 @@ class _UniformColumns:
         return (q - z) * s
 
 
-def quantize(weight: torch.Tensor, hessian: torch.Tensor, config: GPTQConfig, name: str = "?") -> uniform.UniformTensor:
-    """weight [out, in], hessian [in, in] (X^T X of the layer's calibration inputs) -> uniform codes."""
-    spec = uniform.UniformSpec(tuple(weight.shape), config.bits, config.group_size)
+class _BlockColumns:
+    """ggml block grids (one per row and block of ``spec``'s type), each fitted when its block starts
+    (or, with ``static``, for every block before the first column), weighted by ``importance`` [in]."""
+
+    def __init__(self, spec: GGMLSpec, order: torch.Tensor, static_from: torch.Tensor | None,
+                 importance: torch.Tensor):
+        self.type, self.order, self.importance = spec.type, order.tolist(), importance
+        self.fields = ggml_grids.FieldsBuilder(spec, order.device)
+        self.group = 0 if static_from is not None else self.type.block
+        if static_from is not None:
+            self.fields.set_blocks(0, ggml_grids.fit(self.type.name, static_from, importance))
+
+    def start_group(self, col: int, weights: torch.Tensor) -> None:
+        if self.group:
+            b = self.type.block
+            self.fields.set_blocks(col // b, ggml_grids.fit(self.type.name, weights, self.importance[col:col + b]))
+
+    def quantize_column(self, col: int, w: torch.Tensor) -> torch.Tensor:
+        return self.fields.nearest(w, self.order[col])[1].to(torch.float64)
+
+
+def quantize(weight: torch.Tensor, hessian: torch.Tensor, config: GPTQConfig,
+             name: str = "?") -> uniform.UniformTensor | GGMLBlocks:
+    """weight [out, in], hessian [in, in] (X^T X of the layer's calibration inputs) -> uniform codes
+    (or ggml blocks of ``config.grid``)."""
     w, order, upper = ordered_inverse(weight, hessian, config.damp, name, config.act_order)
+    if config.grid != "uniform":
+        spec = GGMLSpec(tuple(weight.shape), ggml_grids.grid_type(config.grid, weight.shape[1]))
+        blocks = _BlockColumns(spec, order, w if config.act_order else None, hessian.diagonal().to(w.device))
+        quantize_columns(w[:, order], upper, blocks, config.block_size)
+        return blocks.fields.build()
+    spec = uniform.UniformSpec(tuple(weight.shape), config.bits, config.group_size)
     columns = _UniformColumns(spec, order, w if config.act_order else None, config.symmetric)
     quantize_columns(w[:, order], upper, columns, config.block_size)
     rows, n_groups = spec.shape[0], spec.n_groups
