@@ -56,7 +56,7 @@ ROWS = {  # label: (method, settings, the GGUF types its linears must get)
     "rtn 4-bit g32 symmetric": ("rtn", {"bits": 4, "group_size": 32, "symmetric": True}, {"Q4_0"}),
     "gptq 4-bit g32 symmetric": ("gptq", {"bits": 4, "group_size": 32, "symmetric": True, **QUICK_CALIBRATION},
                                  {"Q4_0"}),
-    # llama.cpp's own blocks; the default model's 576-wide layers get IQ4_NL, as llama.cpp's quantizer writes them
+    # llama.cpp's own blocks; the default model's 576-wide layers get IQ4_NL
     "rtn Q3_K": ("rtn", {"bits": 3, "grid": "Q3_K"}, {"Q3_K", "IQ4_NL"}),
     "gptq Q3_K": ("gptq", {"bits": 3, "grid": "Q3_K", **QUICK_CALIBRATION}, {"Q3_K", "IQ4_NL"}),
     "gptq Q4_K": ("gptq", {"bits": 4, "grid": "Q4_K", **QUICK_CALIBRATION}, {"Q4_K", "IQ4_NL"}),

@@ -69,6 +69,18 @@ def test_compress_kmeans_through_the_cli(tiny_dir, tmp_path, capsys):
     assert "palette" in capsys.readouterr().out
 
 
+def test_a_ggml_grid_sets_the_bits_and_reaches_the_manifest(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "q4k"
+    assert main(["compress", "--model", str(tiny_dir), "--method", "rtn", "--grid", "IQ4_NL", "--out", str(out),
+                 "--json", str(tmp_path / "g.json")]) == 0
+    summary = json.loads((tmp_path / "g.json").read_text())
+    assert summary["bits"] == 4 and summary["grid"] == "IQ4_NL" and summary["bits_per_weight"] == 4.5
+    manifest = json.loads((out / "llmpress.json").read_text())
+    assert {m["format"] for m in manifest["modules"].values()} == {"ggml"}
+    assert {m["type"] for m in manifest["modules"].values()} == {"IQ4_NL"}
+    assert main(["info", str(out)]) == 0
+
+
 def test_finetune_dkm_through_the_cli(tiny_dir, fake_cache, tmp_path, capsys):
     out = tmp_path / "dkm"
     assert main(["finetune", "--model", str(tiny_dir), "--method", "dkm", "--data", "arithmetic", "--steps", "2",

@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rtn/gptq: zero fixed at 2^(bits-1) in every group, llama.cpp's Q8_0/Q4_0 grid "
                    "(8 or 4 bits, group 32: `llmpress export --to gguf` writes such codes exactly)")
     c.add_argument("--grid", help="rtn/gptq: round onto llama.cpp's own blocks instead of uniform groups: Q2_K, "
-                   "Q3_K, Q4_K (layers whose width is not a multiple of 256 get IQ4_NL, as llama.cpp writes them) "
+                   "Q3_K, Q4_K (layers whose width is not a multiple of 256 get IQ4_NL) "
                    "or IQ4_NL; `llmpress export --to gguf` then copies the blocks")
     c.add_argument("--mode", choices=["lat", "acc"], help="shiftadd: lat = scales per 8-column block "
                    "(LUT friendly), acc = scales per column (default acc)")

@@ -81,7 +81,7 @@ def test_all_zero_blocks_decode_to_zero():
         assert torch.equal(out[0], w[0]) and out[1, 300] > 0.4 and out[1, :256].abs().max() == 0
 
 
-def test_narrow_layers_fall_back_to_iq4_nl_as_llama_cpp_does():
+def test_narrow_layers_fall_back_to_iq4_nl():
     assert ggml_grids.grid_type("Q3_K", 1536) == "Q3_K"
     assert ggml_grids.grid_type("Q3_K", 576) == "IQ4_NL"
     assert ggml_grids.grid_type("IQ4_NL", 576) == "IQ4_NL"

@@ -22,8 +22,8 @@ import torch
 from llmpress.errors import ConfigError
 from llmpress.formats.ggml_blocks import TYPES, BlockFields, BlockType, GGMLBlocks, GGMLSpec, block_type
 
-# What llama.cpp's quantizer itself writes for a k-quant tensor whose width is not a multiple of
-# 256 (llama-quant.cpp): IQ4_NL for Q2_K/Q3_K. For Q4_K it writes Q5_0; IQ4_NL has Q4_K's 4.5 bits.
+# For a k-quant tensor whose width is not a multiple of 256. llama.cpp 0.3.36's own quantizer writes
+# Q4_0 (Q2_K, Q3_K) or Q5_0 (Q4_K) there; IQ4_NL has Q4_0's size and a better grid.
 FALLBACK = "IQ4_NL"
 _TRIALS = torch.linspace(-1.0, 1.0, 11, dtype=torch.float64)  # code-range offsets of the candidate scales
 
