@@ -80,7 +80,12 @@ def llmpress_side(loaded, prompt: list[int], new_tokens: int, windows: int) -> d
     ids = tokenize(corpus_text("wiki", "test"), loaded.tokenizer)
     ppl = perplexity(model, ids, seqlen=2048, max_windows=windows, progress=False)
     return {"tokens": out.sequences[0, len(prompt):].tolist(), "margins": [float(t[0] - t[1]) for t in top2],
-            "perplexity": ppl, "windows": ids[:windows * 2048].view(windows, -1)}
+            "perplexity": ppl, "windows": first_windows(ids, windows)}
+
+
+def first_windows(ids: torch.Tensor, windows: int) -> torch.Tensor:
+    """The windows llmpress's perplexity scores, [windows, 2048]: what llama.cpp is given too."""
+    return ids[:windows * 2048].view(windows, -1)
 
 
 def llama_cpp_side(gguf: Path, prompt: list[int], new_tokens: int, windows: torch.Tensor, threads: int) -> dict:
@@ -121,7 +126,7 @@ def run_row(label: str, new_tokens: int, windows: int, threads: int) -> dict:
     start = time.perf_counter()
     exported = api.export(loaded, to="gguf", out=gguf, template=api.gguf_template("default"), overwrite=True)
     export_seconds = time.perf_counter() - start
-    linear_types = {t for n, t in exported["tensors"].items() if n.startswith("blk.") and "norm" not in n}
+    linear_types = {t for n, t in exported["tensors"].items() if _is_linear(n)}
     assert linear_types == expected, (label, linear_types)
     prompt = loaded.tokenizer(runtime.PROMPT, add_special_tokens=False)["input_ids"]
     ours = llmpress_side(loaded, prompt, new_tokens, windows)
@@ -133,7 +138,8 @@ def run_row(label: str, new_tokens: int, windows: int, threads: int) -> dict:
     print(f"{label:26s} {'+'.join(sorted(expected)):11s} greedy tokens equal {same}/{new_tokens}  ppl llmpress "
           f"{ours['perplexity']['ppl']:.3f} llama.cpp {theirs['perplexity']['ppl']:.3f} ({100 * rel:+.2f}%)", flush=True)
     return {"row": label, "method": method, "settings": settings, "gguf_type": "+".join(sorted(expected)),
-            "gguf_tensor_types": linear_type_counts(exported["tensors"]), "gguf_bytes": exported["bytes"], "compress_seconds": compress_seconds, "export_seconds": export_seconds,
+            "gguf_tensor_types": linear_type_counts(exported["tensors"]), "gguf_bytes": exported["bytes"],
+            "compress_seconds": compress_seconds, "export_seconds": export_seconds,
             "prompt": prompt, "new_tokens": new_tokens, "llmpress_tokens": ours["tokens"],
             "llama_cpp_tokens": theirs["tokens"], "greedy_tokens_equal": same, "margin_at_first_difference": margin,
             "median_margin": sorted(ours["margins"])[len(ours["margins"]) // 2],
@@ -141,11 +147,15 @@ def run_row(label: str, new_tokens: int, windows: int, threads: int) -> dict:
             "llama_cpp_python": theirs["llama_cpp_python"]}
 
 
+def _is_linear(gguf_name: str) -> bool:
+    return gguf_name.startswith("blk.") and "norm" not in gguf_name
+
+
 def linear_type_counts(types: dict[str, str]) -> dict[str, int]:
     """GGUF type -> number of decoder linear tensors of that type (plus the embedding, by its name)."""
     out: dict[str, int] = {}
     for name, t in types.items():
-        if name.startswith("blk.") and "norm" not in name:
+        if _is_linear(name):
             out[t] = out.get(t, 0) + 1
     out["token_embd"] = types.get("token_embd.weight")
     return out
@@ -165,12 +175,12 @@ def llama_cpp_quantized_row(label: str, new_tokens: int, windows: int, threads: 
            str(LLAMA_CPP_QUANTIZED[label]), str(threads)]
     made = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()[-1])
     types = {t.name: t.tensor_type.name for t in GGUFReader(out).tensors}
-    loaded = api.load("default")
-    prompt = loaded.tokenizer(runtime.PROMPT, add_special_tokens=False)["input_ids"]
     from llmpress.data import corpus_text
     from llmpress.data.wiki import tokenize
 
-    ids = tokenize(corpus_text("wiki", "test"), loaded.tokenizer)[:windows * 2048].view(windows, -1)
+    tokenizer = api.load("default").tokenizer
+    prompt = tokenizer(runtime.PROMPT, add_special_tokens=False)["input_ids"]
+    ids = first_windows(tokenize(corpus_text("wiki", "test"), tokenizer), windows)
     theirs = llama_cpp_side(out, prompt, new_tokens, ids, threads)
     print(f"{label:26s} {linear_type_counts(types)} ppl llama.cpp {theirs['perplexity']['ppl']:.3f}", flush=True)
     return {"row": label, "ftype": LLAMA_CPP_QUANTIZED[label], "quantize_seconds": made["seconds"],

@@ -93,6 +93,14 @@ class GGMLSpec:
         return self.n_blocks * self.type.nbytes
 
 
+def sub_block_grid(d: torch.Tensor, sc: torch.Tensor, dmin: torch.Tensor, m: torch.Tensor):
+    """(step, off) float32 [..., n_sub] of the sub-blocks, multiplied as ggml does: a weight of code q
+    is step * levels[q] - off. d, dmin [...]; sc, m [..., n_sub]."""
+    step = d.to(torch.float32)[..., None] * sc.to(torch.float32)
+    off = dmin.to(torch.float32)[..., None] * m.to(torch.float32)
+    return step, off
+
+
 @dataclass
 class BlockFields:
     """The integer fields of ``n`` blocks, decoded from (or to be encoded into) their bytes.
@@ -111,8 +119,7 @@ class BlockFields:
         """The weights float32 [n, block], multiplied in ggml's order."""
         n = self.codes.shape[0]
         levels = torch.tensor(t.levels, dtype=torch.float32, device=self.codes.device)
-        step = self.d.to(torch.float32)[:, None] * self.sc.to(torch.float32)
-        off = self.dmin.to(torch.float32)[:, None] * self.m.to(torch.float32)
+        step, off = sub_block_grid(self.d, self.sc, self.dmin, self.m)
         per_weight = lambda a: a.repeat_interleave(t.sub, dim=1)  # noqa: E731
         return (per_weight(step) * levels[self.codes.long()] - per_weight(off)).view(n, t.block)
 

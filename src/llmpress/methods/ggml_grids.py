@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from llmpress.errors import ConfigError
-from llmpress.formats.ggml_blocks import TYPES, BlockFields, BlockType, GGMLBlocks, GGMLSpec, block_type
+from llmpress.formats.ggml_blocks import (TYPES, BlockFields, BlockType, GGMLBlocks, GGMLSpec, block_type,
+                                          sub_block_grid)
 
 # For a k-quant tensor whose width is not a multiple of 256. llama.cpp 0.3.36's own quantizer writes
 # Q4_0 (Q2_K, Q3_K) or Q5_0 (Q4_K) there; IQ4_NL has Q4_0's size and a better grid.
@@ -60,12 +61,16 @@ class Grid:
     dmin: torch.Tensor
     m: torch.Tensor
 
-    def values(self, block: int, sub: int) -> torch.Tensor:
-        """Every code's value in sub-block ``sub`` of block ``block``, float32 [rows, levels], as ggml decodes."""
+    def __post_init__(self):
+        # Every code's value in every sub-block, float32 [rows, k, n_sub, levels], computed as ggml
+        # decodes: once per grid, since GPTQ reads one sub-block of it per column.
         levels = torch.tensor(self.t.levels, dtype=torch.float32, device=self.d.device)
-        step = self.d[:, block].to(torch.float32) * self.sc[:, block, sub].to(torch.float32)
-        off = self.dmin[:, block].to(torch.float32) * self.m[:, block, sub].to(torch.float32)
-        return step[:, None] * levels - off[:, None]
+        step, off = sub_block_grid(self.d, self.sc, self.dmin, self.m)
+        self.table = step[..., None] * levels - off[..., None]
+
+    def values(self, block: int, sub: int) -> torch.Tensor:
+        """Every code's value in sub-block ``sub`` of block ``block``, float32 [rows, levels]."""
+        return self.table[:, block, sub]
 
     def nearest(self, w: torch.Tensor, block: int, sub: int) -> tuple[torch.Tensor, torch.Tensor]:
         """w [rows, n] (columns of that sub-block) -> (codes uint8 [rows, n], their values float32)."""
@@ -76,12 +81,8 @@ class Grid:
     def nearest_all(self, w: torch.Tensor) -> torch.Tensor:
         """w [rows, k * block] -> codes uint8 [rows, k * block], each the nearest value of its sub-block's grid."""
         t, rows = self.t, w.shape[0]
-        levels = torch.tensor(t.levels, dtype=torch.float32, device=w.device)
-        step = self.d.to(torch.float32)[..., None] * self.sc.to(torch.float32)
-        off = self.dmin.to(torch.float32)[..., None] * self.m.to(torch.float32)
-        v = (step[..., None] * levels - off[..., None]).to(torch.float64)  # [rows, k, n_sub, levels]
         ws = w.to(torch.float64).reshape(rows, -1, t.n_sub, t.sub, 1)
-        return (ws - v.unsqueeze(3)).abs().argmin(dim=4).reshape(rows, -1).to(torch.uint8)
+        return (ws - self.table.to(torch.float64).unsqueeze(3)).abs().argmin(dim=4).reshape(rows, -1).to(torch.uint8)
 
 
 def _nearest_level(x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,8 @@ class GPTQConfig(JsonConfig):
     diagonal; ``block_size`` columns per lazy update; ``symmetric``: every group's zero is
     2**(bits-1) (llama.cpp's Q8_0/Q4_0 grid, so the codes export to GGUF exactly); ``grid``:
     "uniform" (llmpress's groups) or a llama.cpp block type whose code width is ``bits`` (Q2_K,
-    Q3_K, Q4_K, IQ4_NL; a layer whose width is not a multiple of 256 gets IQ4_NL), which then fixes the groups (``group_size``, ``symmetric`` unused)."""
+    Q3_K, Q4_K, IQ4_NL; a layer whose width is not a multiple of 256 gets IQ4_NL), which then
+    fixes the groups (``group_size``, ``symmetric`` unused)."""
 
     bits: int = 4
     group_size: int = 64
@@ -100,7 +101,7 @@ class _UniformColumns:
 
 class _BlockColumns:
     """ggml block grids (one per row and block of ``spec``'s type), each fitted when its block starts
-    (or, with ``static``, for every block before the first column), weighted by ``importance`` [in]."""
+    (or, given ``static_from``, for every block before the first column), weighted by ``importance`` [in]."""
 
     def __init__(self, spec: GGMLSpec, order: torch.Tensor, static_from: torch.Tensor | None,
                  importance: torch.Tensor):
