@@ -56,11 +56,12 @@ ROWS = {  # label: (method, settings, the GGUF types its linears must get)
     "rtn 4-bit g32 symmetric": ("rtn", {"bits": 4, "group_size": 32, "symmetric": True}, {"Q4_0"}),
     "gptq 4-bit g32 symmetric": ("gptq", {"bits": 4, "group_size": 32, "symmetric": True, **QUICK_CALIBRATION},
                                  {"Q4_0"}),
-    # llama.cpp's own blocks; the default model's 576-wide layers get IQ4_NL
-    "rtn Q3_K": ("rtn", {"bits": 3, "grid": "Q3_K"}, {"Q3_K", "IQ4_NL"}),
-    "gptq Q3_K": ("gptq", {"bits": 3, "grid": "Q3_K", **QUICK_CALIBRATION}, {"Q3_K", "IQ4_NL"}),
-    "gptq Q4_K": ("gptq", {"bits": 4, "grid": "Q4_K", **QUICK_CALIBRATION}, {"Q4_K", "IQ4_NL"}),
-    "gptq Q2_K": ("gptq", {"bits": 2, "grid": "Q2_K", **QUICK_CALIBRATION}, {"Q2_K", "IQ4_NL"}),
+    # llama.cpp's own blocks; the default model's 576-wide layers get Q4_0 (Q5_0 for Q4_K), as in
+    # llama.cpp's own quantization of the same model
+    "rtn Q3_K": ("rtn", {"bits": 3, "grid": "Q3_K"}, {"Q3_K", "Q4_0"}),
+    "gptq Q3_K": ("gptq", {"bits": 3, "grid": "Q3_K", **QUICK_CALIBRATION}, {"Q3_K", "Q4_0"}),
+    "gptq Q4_K": ("gptq", {"bits": 4, "grid": "Q4_K", **QUICK_CALIBRATION}, {"Q4_K", "Q5_0"}),
+    "gptq Q2_K": ("gptq", {"bits": 2, "grid": "Q2_K", **QUICK_CALIBRATION}, {"Q2_K", "Q4_0"}),
 }
 # llama.cpp's own quantizer on the fp32 row's GGUF: label -> llama_ftype (the "_S" mixes: one type
 # throughout, with llama.cpp's fallbacks for narrow tensors and its choice for the embedding).
@@ -334,20 +335,26 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sections = args.sections.split(",")
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
+    def save() -> None:  # after every row: an hour's run that fails late keeps what it measured
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(data, indent=1) + "\n")
+
     if "gguf" in sections:
-        fresh = {label: run_row(label, args.new_tokens, args.windows, args.threads) for label in args.rows.split(",")}
-        kept = {r["row"]: r for r in data.get("rows", [])}
-        data.update(rows=[fresh.get(label) or kept[label] for label in ROWS if label in fresh or label in kept],
-                    windows=args.windows, threads=args.threads)
-        data["runs"].append(protocol.run_record("greedy tokens and perplexity, llmpress vs llama.cpp",
-                                                args.rows.split(",")))
+        labels = args.rows.split(",")
+        data["runs"].append(protocol.run_record("greedy tokens and perplexity, llmpress vs llama.cpp", labels))
+        for label in labels:
+            kept = {r["row"]: r for r in data.get("rows", [])}
+            kept[label] = run_row(label, args.new_tokens, args.windows, args.threads)
+            data.update(rows=[kept[k] for k in ROWS if k in kept], windows=args.windows, threads=args.threads)
+            save()
     if "llama.cpp-quantized" in sections:
         labels = [label for label in args.quantized.split(",") if label]
-        kept = {r["row"]: r for r in data.get("llama_cpp_quantized", [])}
-        kept.update({label: llama_cpp_quantized_row(label, args.new_tokens, args.windows, args.threads)
-                     for label in labels})
-        data["llama_cpp_quantized"] = [kept[label] for label in LLAMA_CPP_QUANTIZED if label in kept]
         data["runs"].append(protocol.run_record("llama.cpp's own quantizer, scored by llama.cpp", labels))
+        for label in labels:
+            kept = {r["row"]: r for r in data.get("llama_cpp_quantized", [])}
+            kept[label] = llama_cpp_quantized_row(label, args.new_tokens, args.windows, args.threads)
+            data["llama_cpp_quantized"] = [kept[k] for k in LLAMA_CPP_QUANTIZED if k in kept]
+            save()
     if "compressed-tensors" in sections:
         labels = [label for label in args.rows.split(",") if ROWS[label][1].get("symmetric")]
         data["compressed_tensors"] = [compressed_tensors_row(label, args.new_tokens) for label in labels]
@@ -356,8 +363,7 @@ def main() -> None:
     if "coreml" in sections:
         data["coreml"] = [coreml_row(label, 128) for label in COREML_ROWS]
         data["runs"].append(protocol.run_record("Core ML packages read back by coremltools", list(COREML_ROWS)))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(data, indent=1) + "\n")
+    save()
     print(markdown(data))
 
 

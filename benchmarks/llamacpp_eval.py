@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
+from llamacpp_open import open_gguf
 
 
 def greedy(llm, prompt: list[int], n: int) -> list[int]:
@@ -44,9 +44,9 @@ def main() -> None:
 
     path, inputs = sys.argv[1], json.loads(Path(sys.argv[2]).read_text())
     seqlen = max((len(w) for w in inputs["windows"]), default=16)
-    llm = llama_cpp.Llama(model_path=path, n_threads=inputs["threads"], n_threads_batch=inputs["threads"],
-                          n_ctx=max(seqlen, len(inputs["prompt"]) + inputs["new_tokens"] + 8), n_batch=seqlen,
-                          n_ubatch=seqlen, logits_all=True, verbose=False, seed=0)
+    llm = open_gguf(path, n_threads=inputs["threads"], n_threads_batch=inputs["threads"],
+                    n_ctx=max(seqlen, len(inputs["prompt"]) + inputs["new_tokens"] + 8), n_batch=seqlen,
+                    n_ubatch=seqlen, logits_all=True, verbose=False, seed=0)
     tokens = greedy(llm, inputs["prompt"], inputs["new_tokens"])
     nll = [window_nll(llm, w) for w in inputs["windows"]]
     print(json.dumps({"tokens": tokens, "window_nll": nll, "llama_cpp_python": llama_cpp.__version__}))

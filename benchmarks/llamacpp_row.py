@@ -17,6 +17,8 @@ import random
 import time
 from pathlib import Path
 
+from llamacpp_open import open_gguf
+
 
 def peak_rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -51,8 +53,8 @@ def main() -> None:
     args = ap.parse_args()
     import llama_cpp
 
-    llm = llama_cpp.Llama(model_path=args.gguf, n_threads=args.threads, n_threads_batch=args.threads,
-                          n_ctx=max(1024, args.prefill + 8), n_batch=args.prefill, n_ubatch=args.prefill,
+    llm = open_gguf(args.gguf, n_threads=args.threads, n_threads_batch=args.threads,
+                    n_ctx=max(1024, args.prefill + 8), n_batch=args.prefill, n_ubatch=args.prefill,
                           logits_all=False, verbose=False, seed=0)
     prompt = llm.tokenize(args.prompt.encode(), add_bos=False, special=False)
     greedy(llm, prompt, 2)  # warm-up

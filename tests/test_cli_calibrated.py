@@ -10,7 +10,7 @@ from llmpress.nn import CompressedLinear, ShiftAddLinear
 
 @pytest.mark.parametrize("method,extra", [
     ("gptq", ["--group-size", "32", "--act-order"]),
-    ("gptq", ["--grid", "Q3_K"]),  # llama.cpp's blocks (IQ4_NL: the tiny model's widths are not multiples of 256)
+    ("gptq", ["--grid", "Q3_K"]),  # llama.cpp's blocks (Q4_0 where the tiny model's widths are not multiples of 256)
     ("shiftadd", ["--mode", "lat", "--row-group", "16"]),
     ("shiftadd", ["--mode", "acc", "--row-group", "16", "--terms", "1"]),
     ("kmeans", ["--group-size", "1", "--sensitivity", "hessian", "--error-feedback"]),

@@ -22,9 +22,9 @@ def _compress(args) -> int:
     default_bits = 4
     if args.grid is not None:
         from llmpress.errors import ConfigError
-        from llmpress.formats.ggml_blocks import block_type
+        from llmpress.methods.ggml_grids import grid_bits
 
-        default_bits = block_type(args.grid).bits  # a ggml grid implies its code width
+        default_bits = grid_bits(args.grid)  # a ggml grid implies its code width
         if args.method not in ("rtn", "gptq"):
             raise ConfigError(f"--grid is an rtn/gptq setting; {args.method} has no grid")
         if args.group_size is not None or args.symmetric is not None:
@@ -325,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rtn/gptq: zero fixed at 2^(bits-1) in every group, llama.cpp's Q8_0/Q4_0 grid "
                    "(8 or 4 bits, group 32: `llmpress export --to gguf` writes such codes exactly)")
     c.add_argument("--grid", help="rtn/gptq: round onto llama.cpp's own blocks instead of uniform groups: Q2_K, "
-                   "Q3_K, Q4_K (layers whose width is not a multiple of 256 get IQ4_NL) "
+                   "Q3_K, Q4_K (layers whose width is not a multiple of 256 get Q4_0, or Q5_0 for Q4_K, "
+                   "as llama.cpp's quantizer gives them) "
                    "or IQ4_NL; `llmpress export --to gguf` then copies the blocks")
     c.add_argument("--mode", choices=["lat", "acc"], help="shiftadd: lat = scales per 8-column block "
                    "(LUT friendly), acc = scales per column (default acc)")

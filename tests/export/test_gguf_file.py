@@ -85,7 +85,8 @@ def test_uniform_codes_are_written_as_blocks_exactly(tiny_tokenizer, tmp_path, s
 
 
 @pytest.mark.parametrize("grid,bits,hidden,types", [
-    ("Q3_K", 3, 288, {"ffn_down": "Q3_K", "attn_q": "IQ4_NL"}),  # 288 wide: the IQ4_NL fallback
+    ("Q3_K", 3, 288, {"ffn_down": "Q3_K", "attn_q": "Q4_0"}),  # 288 wide: llama.cpp's fallbacks
+    ("Q4_K", 4, 288, {"ffn_down": "Q4_K", "attn_output": "Q5_0"}),
     ("Q2_K", 2, 256, {"ffn_down": "Q2_K", "attn_q": "Q2_K"}),
     ("Q4_K", 4, 256, {"ffn_down": "Q4_K", "attn_k": "Q4_K"}),
     ("IQ4_NL", 4, 96, {"ffn_down": "IQ4_NL", "attn_v": "IQ4_NL"}),

@@ -20,7 +20,7 @@ def _rtn(model):
 
 
 def _rtn_q3_k(model):
-    """llama.cpp's own blocks (IQ4_NL on the tiny model's widths, which are not multiples of 256)."""
+    """llama.cpp's own blocks (Q4_0 on the tiny model's widths, which are not multiples of 256)."""
     from llmpress.methods.rtn import RTNConfig
     from llmpress.models.compress import compress_model
 

@@ -81,12 +81,17 @@ def test_all_zero_blocks_decode_to_zero():
         assert torch.equal(out[0], w[0]) and out[1, 300] > 0.4 and out[1, :256].abs().max() == 0
 
 
-def test_narrow_layers_fall_back_to_iq4_nl():
+def test_narrow_layers_fall_back_as_llama_cpp_does():
+    """llama.cpp 0.3.36's quantizer writes Q4_0 / Q5_0 for k-quant rows not a multiple of 256 wide."""
     assert ggml_grids.grid_type("Q3_K", 1536) == "Q3_K"
-    assert ggml_grids.grid_type("Q3_K", 576) == "IQ4_NL"
+    assert ggml_grids.grid_type("Q3_K", 576) == "Q4_0"
+    assert ggml_grids.grid_type("Q2_K", 576) == "Q4_0"
+    assert ggml_grids.grid_type("Q4_K", 576) == "Q5_0"
     assert ggml_grids.grid_type("IQ4_NL", 576) == "IQ4_NL"
-    with pytest.raises(ConfigError, match="neither"):
+    with pytest.raises(ConfigError, match="does not fit Q2_K's blocks of 256 .nor Q4_0's of 32"):
         ggml_grids.grid_type("Q2_K", 100)
+    with pytest.raises(ConfigError, match="does not fit IQ4_NL's blocks of 32$"):
+        ggml_grids.grid_type("IQ4_NL", 100)
 
 
 def test_grid_settings_are_checked():
@@ -94,4 +99,6 @@ def test_grid_settings_are_checked():
         GPTQConfig(bits=4, grid="Q3_K")
     with pytest.raises(ConfigError, match="grid must be one of"):
         RTNConfig(bits=4, grid="Q4_K_M")
+    with pytest.raises(ConfigError, match="grid must be one of"):
+        RTNConfig(bits=4, grid="Q4_0")  # a fallback type, not a grid: --symmetric uniform codes are Q4_0
     assert GPTQConfig(bits=3, grid="Q3_K").grid == "Q3_K"

@@ -5,7 +5,8 @@ Only what GGUF can hold without re-quantizing is written (anything else is refus
 - uniform codes (RTN, GPTQ) of group 32 on whole blocks: 8-bit symmetric -> ``Q8_0`` (int8 q and a
   float16 d, w = q d); 4-bit symmetric -> ``Q4_0`` (w = (q - 8) d); 4-bit asymmetric -> ``Q4_1``
   (w = q d + m) when every group's offset m = -zero x scale is itself a float16 (checked per group);
-- ggml blocks (RTN/GPTQ with ``grid`` Q2_K, Q3_K, Q4_K or IQ4_NL) -> that type, their bytes copied:
+- ggml blocks (RTN/GPTQ with ``grid`` Q2_K, Q3_K, Q4_K or IQ4_NL, and the Q4_0/Q5_0 of their narrow
+  layers) -> that type, their bytes copied:
   llmpress already stores and runs ggml's own block layout;
 - float weights (an uncompressed linear, the embedding, the norms) -> ``F32``, bit for bit; a 2-D
   float weight whose every block of 32 already lies on a Q8_0 grid (the default model's embedding,
@@ -206,7 +207,7 @@ def module_rows(module: nn.Module) -> int:
 
 # llama.cpp's llama_ftype numbers; a k-quant file is named by its k-quant type (the "_S" mix: all
 # tensors of that type but those too narrow for its blocks), whatever else it holds.
-_FILE_TYPES = {"": 0, "Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q2_K": 10, "Q3_K": 11, "Q4_K": 14, "IQ4_NL": 25}
+_FILE_TYPES = {"": 0, "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q8_0": 7, "Q2_K": 10, "Q3_K": 11, "Q4_K": 14, "IQ4_NL": 25}
 
 
 def _file_type(types: list[str]) -> int:

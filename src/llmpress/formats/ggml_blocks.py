@@ -1,4 +1,4 @@
-"""Weights stored as llama.cpp's own quantization blocks (k-quants and IQ4_NL), byte for byte.
+"""Weights stored as llama.cpp's own quantization blocks (k-quants, IQ4_NL, Q4_0/Q5_0), byte for byte.
 
 The other formats are llmpress's; this one is ggml's (block layouts of ``ggml-common.h``), so a
 model whose GPTQ grid *is* a llama.cpp block type goes to GGUF by copying bytes and llama.cpp
@@ -10,6 +10,8 @@ along its columns; ``q`` is a weight's code, ``sc``/``m`` a sub-block's integer 
 - ``Q3_K``: blocks of 256, w = d*sc*q, q in -4..3, 6-bit signed sc per 16 weights; 110 bytes.
 - ``Q4_K``: blocks of 256, w = d*sc*q - dmin*m, q in 0..15, 6-bit sc and m per 32 weights; 144 bytes.
 - ``IQ4_NL``: blocks of 32, w = d*T[q], T ggml's 16 fixed non-uniform levels; 18 bytes.
+- ``Q4_0`` / ``Q5_0``: blocks of 32, w = d*q, q in -8..7 / -16..15; 18 / 22 bytes. llama.cpp
+  writes them for k-quant tensors whose rows are not a multiple of 256 wide, and so does llmpress.
 
 Decoding multiplies in float32 in ggml's order, d*sc first; every
 product is exact in float32 (at most 11 + 6 + 7 significant bits), so the only rounding is the one
@@ -56,6 +58,8 @@ TYPES = {t.name: t for t in (
     BlockType("Q3_K", 256, 16, tuple(range(-4, 4)), (-32, 31), False, 110, 3),
     BlockType("Q4_K", 256, 32, tuple(range(16)), (0, 63), True, 144, 4),
     BlockType("IQ4_NL", 32, 32, IQ4_NL_LEVELS, (1, 1), False, 18, 4),
+    BlockType("Q4_0", 32, 32, tuple(range(-8, 8)), (1, 1), False, 18, 4),
+    BlockType("Q5_0", 32, 32, tuple(range(-16, 16)), (1, 1), False, 22, 5),
 )}
 
 
@@ -205,19 +209,37 @@ def _decode_q4_k(b: torch.Tensor) -> BlockFields:
                        _f16(b[:, 2:4]), m.to(torch.int16))
 
 
-def _encode_iq4_nl(f: BlockFields) -> torch.Tensor:
-    return torch.cat([_f16_bytes(f.d), _interleave(f.codes, 16, 4)], dim=1)
-
-
-def _decode_iq4_nl(b: torch.Tensor) -> BlockFields:
+def _scale_only(b: torch.Tensor, codes: torch.Tensor) -> BlockFields:
+    """Fields of blocks with one float16 scale at bytes 0-1 and no sub-scales."""
     n = b.shape[0]
     ones = torch.ones(n, 1, dtype=torch.int16, device=b.device)
-    return BlockFields(_deinterleave(b[:, 2:18], 16, 4).to(torch.uint8), _f16(b[:, 0:2]), ones,
+    return BlockFields(codes.to(torch.uint8), _f16(b[:, 0:2]), ones,
                        torch.zeros(n, dtype=torch.float16, device=b.device), torch.zeros_like(ones))
 
 
+def _encode_q4_0(f: BlockFields) -> torch.Tensor:
+    # Q4_0 and IQ4_NL share this layout (d, then code j in the low and j + 16 in the high nibble
+    # of byte j); only their levels differ.
+    return torch.cat([_f16_bytes(f.d), _interleave(f.codes, 16, 4)], dim=1)
+
+
+def _decode_q4_0(b: torch.Tensor) -> BlockFields:
+    return _scale_only(b, _deinterleave(b[:, 2:18], 16, 4))
+
+
+def _encode_q5_0(f: BlockFields) -> torch.Tensor:
+    # Bit 4 of code j is bit j of the little-endian uint32 qh; the low four bits as in Q4_0.
+    c = f.codes.to(torch.int32)
+    return torch.cat([_f16_bytes(f.d), _interleave(c >> 4, 1, 1), _interleave(c & 15, 16, 4)], dim=1)
+
+
+def _decode_q5_0(b: torch.Tensor) -> BlockFields:
+    return _scale_only(b, _deinterleave(b[:, 6:22], 16, 4) | (_deinterleave(b[:, 2:6], 1, 1) << 4))
+
+
 _LAYOUTS = {"Q2_K": (_encode_q2_k, _decode_q2_k), "Q3_K": (_encode_q3_k, _decode_q3_k),
-            "Q4_K": (_encode_q4_k, _decode_q4_k), "IQ4_NL": (_encode_iq4_nl, _decode_iq4_nl)}
+            "Q4_K": (_encode_q4_k, _decode_q4_k), "IQ4_NL": (_encode_q4_0, _decode_q4_0),
+            "Q4_0": (_encode_q4_0, _decode_q4_0), "Q5_0": (_encode_q5_0, _decode_q5_0)}
 
 
 def encode_blocks(qtype: str, fields: BlockFields) -> torch.Tensor:

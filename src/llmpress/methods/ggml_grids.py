@@ -1,4 +1,4 @@
-"""llama.cpp's block grids (k-quants, IQ4_NL) fitted to weights, and rounding onto them.
+"""llama.cpp's block grids (k-quants, IQ4_NL, Q4_0/Q5_0) fitted to weights, and rounding onto them.
 
 A block's grid is its integer sub-scales (and mins) and float16 super-scales
 (:mod:`llmpress.formats.ggml_blocks`). :func:`fit` chooses them for one block of every row; alone
@@ -23,13 +23,15 @@ from llmpress.errors import ConfigError
 from llmpress.formats.ggml_blocks import (TYPES, BlockFields, BlockType, GGMLBlocks, GGMLSpec, block_type,
                                           sub_block_grid)
 
-# For a k-quant tensor whose width is not a multiple of 256. llama.cpp 0.3.36's own quantizer writes
-# Q4_0 (Q2_K, Q3_K) or Q5_0 (Q4_K) there; IQ4_NL has Q4_0's size and a better grid.
-FALLBACK = "IQ4_NL"
+# The type written for a k-quant tensor whose width is not a multiple of 256: what llama.cpp's own
+# quantizer writes there (llama-cpp-python 0.3.36, measured), so that both write the same type mix.
+FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0"}
 _TRIALS = torch.linspace(-1.0, 1.0, 11, dtype=torch.float64)  # code-range offsets of the candidate scales
 
 
-GRIDS = ("uniform", *TYPES)  # what a method's ``grid`` setting may name: llmpress's own, or a ggml type
+# What a method's ``grid`` setting may name: llmpress's own, or a ggml type (Q4_0/Q5_0 are only
+# fallbacks: ``--symmetric`` uniform 4-bit g32 codes already export as Q4_0).
+GRIDS = ("uniform", "Q2_K", "Q3_K", "Q4_K", "IQ4_NL")
 
 
 def check_grid(owner: str, grid: object, bits: int) -> None:
@@ -40,15 +42,23 @@ def check_grid(owner: str, grid: object, bits: int) -> None:
         raise ConfigError(f"{owner} grid {grid} holds {TYPES[grid].bits}-bit codes; got bits={bits}")
 
 
+def grid_bits(grid: str) -> int:
+    """The code width of a ggml grid in :data:`GRIDS`."""
+    if grid not in GRIDS or grid == "uniform":
+        raise ConfigError(f"unknown ggml grid {grid!r}; available: {list(GRIDS[1:])}")
+    return TYPES[grid].bits
+
+
 def grid_type(qtype: str, cols: int) -> str:
     """The block type a ``qtype`` request writes for rows of ``cols`` weights."""
     t = block_type(qtype)
     if cols % t.block == 0:
         return qtype
-    if cols % TYPES[FALLBACK].block == 0:
-        return FALLBACK
-    raise ConfigError(f"a row of {cols} weights fits neither {qtype}'s blocks of {t.block} nor "
-                      f"{FALLBACK}'s of {TYPES[FALLBACK].block}")
+    fallback = FALLBACK.get(qtype)
+    if fallback is not None and cols % TYPES[fallback].block == 0:
+        return fallback
+    also = f" (nor {fallback}'s of {TYPES[fallback].block}, its fallback)" if fallback else ""
+    raise ConfigError(f"a row of {cols} weights does not fit {qtype}'s blocks of {t.block}{also}")
 
 
 @dataclass

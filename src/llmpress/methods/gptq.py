@@ -35,7 +35,8 @@ class GPTQConfig(JsonConfig):
     diagonal; ``block_size`` columns per lazy update; ``symmetric``: every group's zero is
     2**(bits-1) (llama.cpp's Q8_0/Q4_0 grid, so the codes export to GGUF exactly); ``grid``:
     "uniform" (llmpress's groups) or a llama.cpp block type whose code width is ``bits`` (Q2_K,
-    Q3_K, Q4_K, IQ4_NL; a layer whose width is not a multiple of 256 gets IQ4_NL), which then
+    Q3_K, Q4_K, IQ4_NL; a layer whose width is not a multiple of 256 gets Q4_0, or Q5_0 for
+    Q4_K, as in llama.cpp), which then
     fixes the groups (``group_size``, ``symmetric`` unused)."""
 
     bits: int = 4
