@@ -56,3 +56,25 @@ def test_rtn_degrades_gracefully_with_bits(default):
     # more than the 10% the foundation issue hoped for (see BENCHMARKS.md).
     assert ppl[4] < base * 1.4
     assert ppl[4] < ppl[3]
+
+
+def _same_state(a, b) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.smoke
+def test_layer_by_layer_rtn_is_the_in_memory_rtn():
+    a = api.compress("default", "rtn", bits=3, group_size=64, progress=False)
+    b = api.compress("default", "rtn", bits=3, group_size=64, layer_by_layer=True, progress=False)
+    _same_state(a.loaded.model, b.loaded.model)
+    assert len(b.extra["layer_by_layer"]["layer_seconds"]) == 30
+
+
+@pytest.mark.slow
+def test_layer_by_layer_gptq_is_the_in_memory_gptq():
+    calib = {"calib_samples": 4, "calib_seqlen": 512}
+    a = api.compress("default", "gptq", bits=3, group_size=128, progress=False, **calib)
+    b = api.compress("default", "gptq", bits=3, group_size=128, layer_by_layer=True, progress=False, **calib)
+    _same_state(a.loaded.model, b.loaded.model)

@@ -19,6 +19,7 @@ import torch
 
 from llmpress import checkpoint
 from llmpress.cache import atomic_write_bytes
+from llmpress.errors import ConfigError
 from llmpress.methods import get_method, needs_calibration
 from llmpress.models import LoadedModel, load_model
 from llmpress.models.compress import compress_model
@@ -66,7 +67,7 @@ class CompressResult:
 def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path | None = None,
              overwrite: bool = False, progress: bool = True, copy_model: bool = False,
              calib_samples: int = 128, calib_seqlen: int = 2048, calib_seed: int = 0, device: str | None = None,
-             **settings) -> CompressResult:
+             layer_by_layer: bool = False, **settings) -> CompressResult:
     """Compress every linear layer (not the embedding / lm_head) with ``method``; save to ``out`` if given.
 
     ``settings`` are the method's config fields (for RTN: ``bits``, ``group_size``). With
@@ -74,26 +75,52 @@ def compress(model: ModelLike = "default", method: str = "rtn", out: str | Path 
     shiftadd) use ``calib_samples`` seeded random windows of ``calib_seqlen`` tokens from the
     wiki train split (DESIGN.md: 128 x 2048 by default, 32 x 512 for the quick profile).
     ``device``: where the model and the method's work live (see :func:`load`).
+    ``layer_by_layer``: read the model from its safetensors files one decoder layer at a time
+    (:mod:`llmpress.models.layer_by_layer`), for models larger than memory; the same result.
     """
     config = get_method(method).config_cls(**settings)
-    loaded = load(model)
-    if copy_model:
-        loaded = LoadedModel(copy.deepcopy(loaded.model), loaded.tokenizer, loaded.spec, loaded.path)
-    if device is not None:
-        place(loaded.model, device)
+    calibrated = needs_calibration(method, config)
     extra: dict = {}
-    start = time.perf_counter()
-    if needs_calibration(method, config):
-        from llmpress.data.wiki import calibration_windows
-        from llmpress.models.calibrated import compress_calibrated
-
-        ids = calibration_windows(loaded.tokenizer, calib_samples, calib_seqlen, seed=calib_seed)
-        report = compress_calibrated(loaded.model, method, config, ids, progress=progress)
+    if calibrated:
         extra["calibration"] = {"corpus": "wiki", "split": "train", "samples": calib_samples,
                                 "seqlen": calib_seqlen, "seed": calib_seed}
-        extra.update({k: report[k] for k in ("allocation", "allocation_rows", "shift_rounding") if k in report})
+
+    def calibration_ids(tokenizer):
+        from llmpress.data.wiki import calibration_windows
+
+        return calibration_windows(tokenizer, calib_samples, calib_seqlen, seed=calib_seed)
+
+    if layer_by_layer:  # reading the layers is part of the work here, so it is timed
+        start = time.perf_counter()
+        from llmpress.models.layer_by_layer import compress_layer_by_layer, model_folder
+
+        if isinstance(model, LoadedModel) or device not in (None, "cpu"):
+            raise ConfigError("layer by layer reads a model folder from disk on the CPU: pass its path (or "
+                              "'default'), no loaded model and no --device")
+        folder = model_folder(str(model))
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        compressed, report = compress_layer_by_layer(folder, method, config,
+                                                     calibration_ids(tokenizer) if calibrated else None,
+                                                     progress=progress)
+        loaded = LoadedModel(compressed, tokenizer, str(model), folder)
+        extra["layer_by_layer"] = report.summary()
     else:
-        compress_model(loaded.model, method, config, progress=progress)
+        loaded = load(model)
+        if copy_model:
+            loaded = LoadedModel(copy.deepcopy(loaded.model), loaded.tokenizer, loaded.spec, loaded.path)
+        if device is not None:
+            place(loaded.model, device)
+        start = time.perf_counter()
+        if calibrated:
+            from llmpress.models.calibrated import compress_calibrated
+
+            report = compress_calibrated(loaded.model, method, config, calibration_ids(loaded.tokenizer),
+                                         progress=progress)
+            extra.update({k: report[k] for k in ("allocation", "allocation_rows", "shift_rounding") if k in report})
+        else:
+            compress_model(loaded.model, method, config, progress=progress)
     seconds = time.perf_counter() - start
     result = CompressResult(loaded, method, config.to_dict(), storage_report(loaded.model), seconds, extra=extra)
     if out is not None:
@@ -132,7 +159,6 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
     """
     import shutil
 
-    from llmpress.errors import ConfigError
     from llmpress.train import METHODS, TrainConfig, finetune as run, load_split
     from llmpress.train.distributed import init_from_env
 
@@ -169,7 +195,6 @@ def finetune(model: ModelLike = "default", method: str = "full", data: str = "ar
 def _dkm_hooks(loaded: LoadedModel, compression: dict | None, init_from, init_weights: bool, calib_samples: int,
                calib_seqlen: int, calib_seed: int):
     """The DKM hooks of a fine-tune: starting tables from ``init_from``, importance from calibration."""
-    from llmpress.errors import ConfigError
     from llmpress.methods.dkm import DKMModelConfig
     from llmpress.models.dkm import hessian_importance, palette_tables, palette_weights
     from llmpress.train.dkm_hooks import DKMHooks
@@ -330,7 +355,6 @@ EXPORT_TARGETS = ("gguf", "coreml", "compressed-tensors")
 def gguf_template(model: ModelLike) -> Path:
     """The GGUF whose tokenizer and hyper-parameters an export of ``model`` copies: the file the
     model came from (the default model's, or a ``.gguf`` spec), found through a checkpoint's source."""
-    from llmpress.errors import ConfigError
     from llmpress.models.default import find_gguf
 
     spec = model.spec if isinstance(model, LoadedModel) else str(model)
@@ -356,7 +380,6 @@ def export(model: ModelLike, to: str = "gguf", out: str | Path | None = None, te
     ``to="coreml"`` an ``.mlpackage`` whose palettized weights are Core ML look-up tables, a program
     over one window of ``seqlen`` tokens (:mod:`llmpress.export.coreml_package`; returns {path,
     bytes, lut_layers, seqlen})."""
-    from llmpress.errors import ConfigError
 
     if to not in EXPORT_TARGETS:
         raise ConfigError(f"unknown export target {to!r}; available: {', '.join(EXPORT_TARGETS)}")

@@ -38,7 +38,7 @@ def _compress(args) -> int:
     settings.update({k: getattr(args, k) for k in optional if getattr(args, k) is not None})
     calib = {"calib_samples": args.calib_samples, "calib_seqlen": args.calib_seqlen, "calib_seed": args.seed}
     result = api.compress(args.model, method=args.method, out=args.out, overwrite=args.overwrite, device=args.device,
-                          **calib, **settings)
+                          layer_by_layer=args.layer_by_layer, **calib, **settings)
     summary = result.summary()
     if "allocation_rows" in result.extra:
         from llmpress.models.calibrated import print_allocation
@@ -52,6 +52,10 @@ def _compress(args) -> int:
               f"scales -> {r['shift_rel_error']:.4f} with shifts (mean over layers, on the weights each group was fit to)")
     columns = ["method", "bits", *optional, "bits_per_weight", "model_bits_per_weight", "size_mb", "fp16_mb", "seconds"]
     print(format_table([summary], [c for c in columns if c in summary]))
+    if "layer_by_layer" in result.extra:
+        r = result.extra["layer_by_layer"]
+        print(f"layer by layer: {len(r['layer_seconds'])} decoder layers, {sum(r['layer_seconds']):.1f} s; resident "
+              f"memory after a layer at most {max(r['rss_mb_after_layer']):.0f} MB")
     print(f"saved to {result.path}" if result.path else "not saved (no --out)")
     if args.json:
         api.write_json(args.json, summary)
@@ -328,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "Q3_K, Q4_K (layers whose width is not a multiple of 256 get Q4_0, or Q5_0 for Q4_K, "
                    "as llama.cpp's quantizer gives them) "
                    "or IQ4_NL; `llmpress export --to gguf` then copies the blocks")
+    c.add_argument("--layer-by-layer", action="store_true",
+                   help="read the model from its safetensors files one decoder layer at a time (peak memory about "
+                   "one float layer plus the compressed model: for models larger than memory); same result")
     c.add_argument("--mode", choices=["lat", "acc"], help="shiftadd: lat = scales per 8-column block "
                    "(LUT friendly), acc = scales per column (default acc)")
     c.add_argument("--row-group", type=int, help="shiftadd: output rows sharing a scale (must divide every "

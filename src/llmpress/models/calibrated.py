@@ -108,7 +108,6 @@ def compress_calibrated(model: nn.Module, method: str, config, ids: torch.Tensor
     m = get_method(method)
     if not needs_calibration(method, config):
         raise ConfigError(f"{method!r} is a weight-only method here; use models.compress.compress_model")
-    quantize = m.quantize_calibrated or m.quantize_weight
     if not isinstance(config, m.config_cls):
         raise TypeError(f"method {method!r} takes a {m.config_cls.__name__}, got {type(config).__name__}")
     linears = _targets(model)
@@ -127,23 +126,30 @@ def compress_calibrated(model: nn.Module, method: str, config, ids: torch.Tensor
     wanted = {n for n, _ in linears}
     start = time.perf_counter()
     for step in layerwise(model, ids, batch_size=batch_size, progress=progress):
-        names = _local_names(step, wanted)
-        grams = step.gram(list(names))
-        for local, full in names.items():
-            linear = step.layer.get_submodule(local)
-            cfg = dataclasses.replace(config, bits=allocation[full]) if full in allocation else config
-            extra = {}
-            if isinstance(config, ShiftAddConfig):  # how much the power-of-two rounding of scales costs
-                extra["report"] = report.setdefault("shift_rounding", {}).setdefault(full, {})
-            with _one_thread():
-                fmt = quantize(linear.weight.data, grams[local], cfg, full, **extra)
-            cls = ShiftAddLinear if isinstance(fmt, BCQTensor) else CompressedLinear
-            module = cls(fmt, linear.bias.data if linear.bias is not None else None)
-            set_module(step.layer, local, module.to(linear.weight.device))
-        del grams
+        compress_step(step, wanted, method, config, allocation, report)
     report["quantize_seconds"] = time.perf_counter() - start
     round_uncompressed(model)
     return report
+
+
+def compress_step(step, wanted: set[str], method: str, config, allocation: dict[str, int], report: dict) -> None:
+    """Quantize the ``wanted`` linears of one decoder layer against the Hessians of its calibration
+    inputs, replacing them in ``step.layer``; ``allocation`` {name: bits} overrides config.bits."""
+    m = get_method(method)
+    quantize = m.quantize_calibrated or m.quantize_weight
+    names = _local_names(step, wanted)
+    grams = step.gram(list(names))
+    for local, full in names.items():
+        linear = step.layer.get_submodule(local)
+        cfg = dataclasses.replace(config, bits=allocation[full]) if full in allocation else config
+        extra = {}
+        if isinstance(config, ShiftAddConfig):  # how much the power-of-two rounding of scales costs
+            extra["report"] = report.setdefault("shift_rounding", {}).setdefault(full, {})
+        with _one_thread():
+            fmt = quantize(linear.weight.data, grams.pop(local), cfg, full, **extra)
+        cls = ShiftAddLinear if isinstance(fmt, BCQTensor) else CompressedLinear
+        module = cls(fmt, linear.bias.data if linear.bias is not None else None)
+        set_module(step.layer, local, module.to(linear.weight.device))
 
 
 def rounding_summary(per_layer: dict[str, dict]) -> dict:
